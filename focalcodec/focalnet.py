@@ -1,0 +1,526 @@
+"""FocalNet compressor (``FocalEncoder``) and decompressor (``FocalDecoder``) of FocalCodec.
+
+Both stack focal-modulation blocks with a per-layer change of width and frame rate: the encoder maps
+WavLM features to latents (optionally downsampling time), the decoder maps codes back to features
+(optionally upsampling time). Sequences are channels-last ``(B, T, C)`` at every module boundary.
+
+Causal mode (FocalCodec-Stream) swaps LayerNorm for DynamicTanh, the global context for a long
+depthwise convolution, and 'same' padding for replicate left padding. Its streaming state
+(``left_contexts``) is, per layer, the list of the last ``k - 1`` input frames of every depthwise
+convolution; non-causal layers have state ``None``.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from focalcodec.layers import DynamicTanh, Snake1d, pad_causal, pad_same
+
+__all__ = [
+    "ChunkFeedForward",
+    "DownScale",
+    "FeedForward",
+    "FocalBlock",
+    "FocalDecoder",
+    "FocalDownScale",
+    "FocalEncoder",
+    "FocalModulation",
+    "FocalUpScale",
+    "UpScale",
+]
+
+LeftContext = list[torch.Tensor] | None
+
+
+def _norm(dim: int, causal: bool, tanhscale_init: float) -> nn.Module:
+    """LayerNorm(dim) in non-causal mode, DynamicTanh in causal mode (no statistics over time or channels)."""
+    return DynamicTanh(tanhscale_init) if causal else nn.LayerNorm(dim)
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP: Linear -> GELU -> dropout -> Linear -> dropout.
+
+    Arguments
+    ---------
+    dim : input and output channels ``C``.
+    ffn_dim : hidden channels.
+    dropout : dropout probability.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(dim, ffn_dim)
+        self.out_proj = nn.Linear(ffn_dim, dim)
+        self.activation = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., C)."""
+        return self.dropout(self.out_proj(self.dropout(self.activation(self.in_proj(x)))))
+
+
+class FocalModulation(nn.Module):
+    """Focal modulation: a query gated by a hierarchy of depthwise-convolution contexts.
+
+    Levels ``l < focal_level`` use kernels ``focal_factor * l + focal_window``, each applied to the previous
+    level's output. The last level is the global mean over time (non-causal) or one more depthwise
+    convolution with kernel ``window_size`` (causal).
+
+    Arguments
+    ---------
+    dim : channels ``C``.
+    focal_window : kernel size of the first level.
+    focal_level : number of convolutional levels ``L``.
+    focal_factor : kernel size increment per level.
+    dropout : dropout probability on the output.
+    use_post_norm : apply a norm ``[norm]`` to the modulated query before ``out_proj``.
+    normalize_modulator : divide the summed context by ``L + 1``.
+    causal : replicate left padding, window convolution instead of the global mean, DynamicTanh norm.
+    window_size : kernel size of the causal window level.
+    tanhscale_init : initial DynamicTanh alpha (causal post-norm only).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        focal_window: int = 14,
+        focal_level: int = 2,
+        focal_factor: int = 4,
+        dropout: float = 0.0,
+        use_post_norm: bool = False,
+        normalize_modulator: bool = False,
+        causal: bool = False,
+        window_size: int = 512,
+        tanhscale_init: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.focal_level = focal_level
+        self.normalize_modulator = normalize_modulator
+        self.causal = causal
+        self.in_proj = nn.Linear(dim, 2 * dim + focal_level + 1)
+        self.kernel_sizes = [focal_factor * level + focal_window for level in range(focal_level)]
+        if causal:
+            self.kernel_sizes.append(window_size)
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(dim, dim, kernel_size, groups=dim), nn.GELU())
+            for kernel_size in self.kernel_sizes
+        )
+        self.context_proj = nn.Conv1d(dim, dim, 1)
+        self.norm = _norm(dim, causal, tanhscale_init) if use_post_norm else nn.Identity()
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def _pad(self, x: torch.Tensor, kernel_size: int, left_context: torch.Tensor | None) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T + k - 1): 'same' zeros, replicate left padding, or the cached left frames."""
+        if not self.causal:
+            return pad_same(x, kernel_size)
+        if left_context is None:
+            return pad_causal(x, kernel_size - 1)
+        return torch.cat([left_context, x], dim=-1)
+
+    def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
+        """(B, T, C) -> (B, T, C), plus the new left context (one ``(B, C, k - 1)`` tensor per level).
+
+        ``left_context`` is the state returned by the previous call (causal streaming only).
+        """
+        if left_context is not None and not self.causal:
+            raise ValueError("left_context is only supported in causal mode")
+        z = self.in_proj(x)
+        query = z[..., : self.dim]
+        context = z[..., self.dim : 2 * self.dim].transpose(1, 2)
+        gates = z[..., 2 * self.dim :].transpose(1, 2)
+
+        contexts = left_context if left_context is not None else [None] * len(self.layers)
+        new_contexts = []
+        context_all = 0.0
+        for level, (layer, kernel_size, cached) in enumerate(
+            zip(self.layers, self.kernel_sizes, contexts, strict=True)
+        ):
+            padded = self._pad(context, kernel_size, cached)
+            if self.causal:
+                new_contexts.append(padded[..., padded.shape[-1] - (kernel_size - 1) :])
+            context = layer(padded)
+            context_all = context_all + context * gates[:, level : level + 1]
+        if not self.causal:
+            context_global = F.gelu(context.mean(dim=-1, keepdim=True))
+            context_all = context_all + context_global * gates[:, self.focal_level :]
+        if self.normalize_modulator:
+            context_all = context_all / (self.focal_level + 1)
+
+        modulator = self.context_proj(context_all).transpose(1, 2)
+        output = self.dropout(self.out_proj(self.norm(query * modulator)))
+        return output, (new_contexts if self.causal else None)
+
+
+class FocalBlock(nn.Module):
+    """Residual focal modulation followed by a residual feed-forward, pre-norm or post-norm.
+
+    Arguments
+    ---------
+    dim : channels ``C``.
+    ffn_dim : feed-forward hidden channels.
+    use_layerscale : learnable per-channel residual scales ``modulation_gamma`` / ``feed_forward_gamma``.
+    layerscale_init : their initial value.
+    Other arguments : see ``FocalModulation``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        focal_window: int = 14,
+        focal_level: int = 2,
+        focal_factor: int = 4,
+        dropout: float = 0.0,
+        use_post_norm: bool = False,
+        use_layerscale: bool = False,
+        layerscale_init: float = 1e-4,
+        tanhscale_init: float = 0.5,
+        normalize_modulator: bool = False,
+        causal: bool = False,
+        window_size: int = 512,
+    ) -> None:
+        super().__init__()
+        self.use_post_norm = use_post_norm
+        self.modulation_norm = _norm(dim, causal, tanhscale_init)
+        self.modulation = FocalModulation(
+            dim,
+            focal_window=focal_window,
+            focal_level=focal_level,
+            focal_factor=focal_factor,
+            dropout=dropout,
+            use_post_norm=use_post_norm,
+            normalize_modulator=normalize_modulator,
+            causal=causal,
+            window_size=window_size,
+            tanhscale_init=tanhscale_init,
+        )
+        self.feed_forward_norm = _norm(dim, causal, tanhscale_init)
+        self.feed_forward = FeedForward(dim, ffn_dim, dropout)
+        self.modulation_gamma: nn.Parameter | float
+        self.feed_forward_gamma: nn.Parameter | float
+        if use_layerscale:
+            self.modulation_gamma = nn.Parameter(torch.full((dim,), float(layerscale_init)))
+            self.feed_forward_gamma = nn.Parameter(torch.full((dim,), float(layerscale_init)))
+        else:
+            self.modulation_gamma = self.feed_forward_gamma = 1.0
+
+    def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
+        """(B, T, C) -> (B, T, C), plus the modulation's new left context."""
+        if self.use_post_norm:
+            modulated, left_context = self.modulation(x, left_context)
+            x = x + self.modulation_gamma * self.modulation_norm(modulated)
+            return x + self.feed_forward_gamma * self.feed_forward_norm(self.feed_forward(x)), left_context
+        modulated, left_context = self.modulation(self.modulation_norm(x), left_context)
+        x = x + self.modulation_gamma * modulated
+        return x + self.feed_forward_gamma * self.feed_forward(self.feed_forward_norm(x)), left_context
+
+
+class DownScale(nn.Module):
+    """Strided convolution (kernel = stride = factor) followed by Snake.
+
+    The input is zero-padded on the right by ``(T - factor) mod factor`` frames, so for factor 2 the output
+    has ``ceil(T / 2)`` frames. Output frame ``j`` only sees input frames ``[j * factor, (j + 1) * factor)``,
+    so this is causal at the granularity of ``factor`` frames and keeps no state.
+
+    Arguments
+    ---------
+    input_dim : input channels.
+    output_dim : output channels.
+    factor : kernel size and stride.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1) -> None:
+        super().__init__()
+        self.factor = factor
+        self.downscale = nn.Conv1d(input_dim, output_dim, factor, stride=factor)
+        self.activation = Snake1d(output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C_in) -> (B, T', C_out)."""
+        x = x.transpose(1, 2)
+        pad = (x.shape[-1] - self.factor) % self.factor
+        if pad > 0:
+            x = F.pad(x, (0, pad))
+        return self.activation(self.downscale(x).transpose(1, 2))
+
+
+class UpScale(nn.Module):
+    """Snake followed by a transposed convolution (kernel = stride = factor): ``T`` -> ``T * factor`` frames.
+
+    Output frame ``t`` only depends on input frame ``t // factor``, so it is causal and keeps no state.
+
+    Arguments
+    ---------
+    input_dim : input channels.
+    output_dim : output channels.
+    factor : kernel size and stride.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1) -> None:
+        super().__init__()
+        self.activation = Snake1d(input_dim)
+        self.upscale = nn.ConvTranspose1d(input_dim, output_dim, factor, stride=factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C_in) -> (B, T * factor, C_out)."""
+        return self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2)
+
+
+class FocalDownScale(nn.Module):
+    """Encoder layer: ``DownScale`` to the new width and frame rate, then a ``FocalBlock`` (ffn 4x).
+
+    Arguments
+    ---------
+    input_dim : input channels.
+    output_dim : output channels ``C``.
+    factor : downscale factor.
+    **block_kwargs : forwarded to ``FocalBlock``.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1, **block_kwargs) -> None:
+        super().__init__()
+        self.downscale = DownScale(input_dim, output_dim, factor)
+        self.focal_block = FocalBlock(output_dim, 4 * output_dim, **block_kwargs)
+
+    def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
+        """(B, T, C_in) -> (B, T', C), plus the focal block's new left context."""
+        return self.focal_block(self.downscale(x), left_context)
+
+
+class FocalUpScale(nn.Module):
+    """Decoder layer: a ``FocalBlock`` (ffn 4x) at the input width, then ``UpScale``.
+
+    Arguments
+    ---------
+    input_dim : input channels ``C``.
+    output_dim : output channels.
+    factor : upscale factor.
+    **block_kwargs : forwarded to ``FocalBlock``.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1, **block_kwargs) -> None:
+        super().__init__()
+        self.focal_block = FocalBlock(input_dim, 4 * input_dim, **block_kwargs)
+        self.upscale = UpScale(input_dim, output_dim, factor)
+
+    def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
+        """(B, T, C) -> (B, T * factor, C_out), plus the focal block's new left context."""
+        x, left_context = self.focal_block(x, left_context)
+        return self.upscale(x), left_context
+
+
+class ChunkFeedForward(nn.Module):
+    """Residual MLP over non-overlapping chunks of ``chunk_size`` frames (the decoder's lookahead refiner).
+
+    Chunks start at frame 0; the last one is zero-padded. Output frame ``t`` depends on the input frames of
+    its chunk only.
+
+    Arguments
+    ---------
+    dim : channels ``C``.
+    chunk_size : frames per chunk ``c``; the MLP works on ``c * C`` features.
+    dropout : dropout probability.
+    """
+
+    def __init__(self, dim: int, chunk_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.chunk_size = chunk_size
+        self.in_proj = nn.Linear(chunk_size * dim, chunk_size * dim)
+        self.out_proj = nn.Linear(chunk_size * dim, chunk_size * dim)
+        self.activation = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C)."""
+        B, T, C = x.shape
+        num_chunks = math.ceil(T / self.chunk_size)
+        chunks = F.pad(x.reshape(B, T * C), (0, (num_chunks * self.chunk_size - T) * C))
+        chunks = chunks.reshape(B, num_chunks, self.chunk_size * C)
+        chunks = self.dropout(self.out_proj(self.dropout(self.activation(self.in_proj(chunks)))))
+        return x + chunks.reshape(B, -1)[:, : T * C].reshape(B, T, C)
+
+
+def _check_left_contexts(left_contexts: list[LeftContext] | None, num_layers: int) -> list[LeftContext]:
+    """One (possibly ``None``) left context per layer."""
+    if left_contexts is None:
+        return [None] * num_layers
+    if len(left_contexts) != num_layers:
+        raise ValueError(f"expected {num_layers} left contexts, got {len(left_contexts)}")
+    return list(left_contexts)
+
+
+class FocalEncoder(nn.Module):
+    """FocalCodec compressor: features (B, T, input_dim) -> latents (B, T', output_dim), not normalised.
+
+    ``T' = ceil(T / prod(downscale_factors))`` for factors of 1 and 2.
+
+    Streaming (causal only): pass the returned ``left_contexts`` back with the next chunk. The
+    concatenated chunk outputs equal the full-sequence output when every chunk but the last has a
+    multiple of ``chunk_size`` frames.
+
+    Arguments
+    ---------
+    input_dim : input feature channels.
+    output_dim : latent channels (code bits).
+    hidden_dims : width of each layer.
+    downscale_factors : temporal downscale factor of each layer.
+    focal_window, focal_level, focal_factor : focal modulation kernels (``focal_factor * l + focal_window``).
+    dropout : dropout probability everywhere.
+    use_post_norm, use_layerscale, layerscale_init, tanhscale_init, normalize_modulator : see ``FocalBlock``.
+    causal : causal mode (FocalCodec-Stream).
+    window_size : kernel of the causal window level.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 1024,
+        output_dim: int = 12,
+        hidden_dims: tuple[int, ...] | list[int] = (1024, 1024, 1024),
+        downscale_factors: tuple[int, ...] | list[int] = (1, 1, 1),
+        focal_window: int = 14,
+        focal_level: int = 2,
+        focal_factor: int = 4,
+        dropout: float = 0.0,
+        use_post_norm: bool = False,
+        use_layerscale: bool = False,
+        layerscale_init: float = 1e-4,
+        tanhscale_init: float = 0.5,
+        normalize_modulator: bool = False,
+        causal: bool = False,
+        window_size: int = 512,
+    ) -> None:
+        super().__init__()
+        if len(hidden_dims) != len(downscale_factors):
+            raise ValueError("hidden_dims and downscale_factors must have the same length")
+        self.causal = causal
+        self.downsample_factor = math.prod(downscale_factors)
+        self.chunk_size = self.downsample_factor
+        block_kwargs = dict(
+            focal_window=focal_window,
+            focal_level=focal_level,
+            focal_factor=focal_factor,
+            dropout=dropout,
+            use_post_norm=use_post_norm,
+            use_layerscale=use_layerscale,
+            layerscale_init=layerscale_init,
+            tanhscale_init=tanhscale_init,
+            normalize_modulator=normalize_modulator,
+            causal=causal,
+            window_size=window_size,
+        )
+        dims = [input_dim, *hidden_dims]
+        self.layers = nn.ModuleList(
+            FocalDownScale(dims[i], dims[i + 1], factor, **block_kwargs)
+            for i, factor in enumerate(downscale_factors)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(hidden_dims[-1], output_dim)
+
+    def forward(
+        self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
+    ) -> tuple[torch.Tensor, list[LeftContext]]:
+        """(B, T, input_dim) -> (B, T', output_dim), plus one left context per layer (None if not causal)."""
+        x = input
+        new_left_contexts = []
+        for layer, left_context in zip(
+            self.layers, _check_left_contexts(left_contexts, len(self.layers)), strict=True
+        ):
+            x, left_context = layer(x, left_context)
+            new_left_contexts.append(left_context)
+        return self.out_proj(self.dropout(x)), new_left_contexts
+
+
+class FocalDecoder(nn.Module):
+    """FocalCodec decompressor: codes (B, T', input_dim) -> features (B, T' * upsample_factor, output_dim).
+
+    In causal mode with ``lookahead_size > 0`` a ``ChunkFeedForward`` refiner over chunks of
+    ``chunk_size = 1 + lookahead_size`` output frames follows the layers, so output frame ``t`` sees the
+    input up to the end of its chunk. Streaming (causal only): pass the returned ``left_contexts`` back with
+    the next chunk; outputs match the full-sequence call when every chunk but the last yields a multiple of
+    ``chunk_size`` output frames.
+
+    Arguments
+    ---------
+    input_dim : code channels.
+    output_dim : output feature channels.
+    hidden_dims : width of each layer.
+    upscale_factors : temporal upscale factor of each layer.
+    last_window_size : causal window kernel of the last layer (the others use ``window_size``).
+    lookahead_size : frames of lookahead of the causal refiner.
+    Other arguments : see ``FocalEncoder``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 12,
+        output_dim: int = 1024,
+        hidden_dims: tuple[int, ...] | list[int] = (1024, 1024, 1024),
+        upscale_factors: tuple[int, ...] | list[int] = (1, 1, 1),
+        focal_window: int = 14,
+        focal_level: int = 2,
+        focal_factor: int = 4,
+        dropout: float = 0.0,
+        use_post_norm: bool = False,
+        use_layerscale: bool = False,
+        layerscale_init: float = 1e-4,
+        tanhscale_init: float = 0.5,
+        normalize_modulator: bool = False,
+        causal: bool = False,
+        window_size: int = 512,
+        last_window_size: int = 512,
+        lookahead_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(hidden_dims) != len(upscale_factors):
+            raise ValueError("hidden_dims and upscale_factors must have the same length")
+        self.causal = causal
+        self.upsample_factor = math.prod(upscale_factors)
+        self.chunk_size = 1 + lookahead_size
+        block_kwargs = dict(
+            focal_window=focal_window,
+            focal_level=focal_level,
+            focal_factor=focal_factor,
+            dropout=dropout,
+            use_post_norm=use_post_norm,
+            use_layerscale=use_layerscale,
+            layerscale_init=layerscale_init,
+            tanhscale_init=tanhscale_init,
+            normalize_modulator=normalize_modulator,
+            causal=causal,
+        )
+        dims = [*hidden_dims, output_dim]
+        num_layers = len(upscale_factors)
+        self.in_proj = nn.Linear(input_dim, dims[0])
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            FocalUpScale(
+                dims[i],
+                dims[i + 1],
+                factor,
+                window_size=last_window_size if i == num_layers - 1 else window_size,
+                **block_kwargs,
+            )
+            for i, factor in enumerate(upscale_factors)
+        )
+        self.refiner = (
+            ChunkFeedForward(output_dim, self.chunk_size, dropout)
+            if causal and lookahead_size > 0
+            else nn.Identity()
+        )
+
+    def forward(
+        self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
+    ) -> tuple[torch.Tensor, list[LeftContext]]:
+        """(B, T', input_dim) -> (B, T' * upsample_factor, output_dim), plus one left context per layer."""
+        x = self.dropout(self.in_proj(input))
+        new_left_contexts = []
+        for layer, left_context in zip(
+            self.layers, _check_left_contexts(left_contexts, len(self.layers)), strict=True
+        ):
+            x, left_context = layer(x, left_context)
+            new_left_contexts.append(left_context)
+        return self.refiner(x), new_left_contexts

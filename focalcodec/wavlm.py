@@ -1,0 +1,549 @@
+"""WavLM encoder: a CNN feature extractor followed by a transformer with gated relative position bias.
+
+FocalCodec uses the first 6 layers of WavLM-Large, frozen, as its feature extractor (16 kHz audio in,
+50 Hz features of size 1024 out). In causal mode (FocalCodec-Stream) every convolution is left-padded and
+attention is chunked-causal, so the model can also run chunk by chunk with carried state.
+"""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from focalcodec.layers import pad_causal
+
+__all__ = ["WavLM", "relative_position_bucket"]
+
+
+def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
+    """Bucket index of each relative position ``r = key - query`` (T5/WavLM bucketing, bidirectional).
+
+    Half of the buckets are for ``r > 0``. Within each half, distances below ``num_buckets // 4`` get their
+    own bucket and larger ones share logarithmically spaced buckets up to ``max_distance``.
+
+    Arguments
+    ---------
+    relative : (...) int64 relative positions.
+    num_buckets : total number of buckets.
+    max_distance : distance from which every position falls into the last bucket of its half.
+
+    Returns
+    -------
+    (...) int64 bucket indices in ``[0, num_buckets)``.
+    """
+    half = num_buckets // 2
+    exact = half // 2
+    distance = relative.abs()
+    log_ratio = (distance.clamp(min=1).float() / exact).log() / math.log(max_distance / exact)
+    far = (log_ratio * (half - exact) + exact).long().clamp(max=half - 1)
+    near_or_far = torch.where(distance < exact, distance, far)
+    return (relative > 0).long() * half + near_or_far
+
+
+def causal_conv(
+    conv: nn.Conv1d, x: torch.Tensor, context: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``conv`` (no own padding) causally on the channels-first input.
+
+    The first call (``context is None``) left-pads with ``k - 1`` copies of the first frame. Later calls
+    prepend the returned context instead: the padded input frames that no output has consumed yet. Feeding
+    a signal in pieces therefore gives exactly the frames of one call on the whole signal.
+
+    Arguments
+    ---------
+    conv : convolution with kernel ``k``, stride ``s`` and no padding.
+    x : (B, C_in, L)
+    context : (B, C_in, L_ctx) returned by the previous call, or ``None`` on the first call.
+
+    Returns
+    -------
+    (B, C_out, L_out) and the context for the next call, (B, C_in, L_ctx').
+    """
+    (kernel_size,), (stride,) = conv.kernel_size, conv.stride
+    x = pad_causal(x, kernel_size - 1) if context is None else torch.cat([context, x], dim=-1)
+    if x.shape[-1] < kernel_size:  # streaming piece too short for one more output frame
+        return x.new_zeros(x.shape[0], conv.out_channels, 0), x
+    y = conv(x)
+    return y, x[..., y.shape[-1] * stride :]
+
+
+class FeatureExtractorBlock(nn.Module):
+    """Conv1d (no bias) → dropout → LayerNorm → GELU, one block of the CNN feature extractor.
+
+    Arguments
+    ---------
+    in_channels, out_channels, kernel_size, stride : convolution shape.
+    dropout : dropout probability after the convolution.
+    causal : left replicate padding (or carried context) instead of no padding.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, dropout: float, causal: bool
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, L, C_in) -> (B, L', C_out), plus the causal left context (``None`` when non-causal).
+
+        Non-causal: ``L' = floor((L - k) / s) + 1``, the input being zero-padded on the right to ``k``
+        frames if shorter. Causal: ``L' = ceil(L / s)`` on the first call.
+        """
+        x = x.transpose(1, 2)
+        if self.causal:
+            x, context = causal_conv(self.conv, x, context)
+        else:
+            kernel_size = self.conv.kernel_size[0]
+            x = self.conv(F.pad(x, (0, max(0, kernel_size - x.shape[-1]))))
+        x = self.dropout(x).transpose(1, 2)
+        return F.gelu(self.norm(x)), context
+
+
+class FeatureExtractor(nn.Module):
+    """Stack of :class:`FeatureExtractorBlock`, waveform to frames (320x downsampling by default).
+
+    Arguments
+    ---------
+    hidden_dims, kernel_sizes, strides : one entry per block.
+    dropout : dropout probability after each convolution.
+    causal : causal convolutions.
+    """
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int],
+        kernel_sizes: Sequence[int],
+        strides: Sequence[int],
+        dropout: float,
+        causal: bool,
+    ) -> None:
+        super().__init__()
+        if not len(hidden_dims) == len(kernel_sizes) == len(strides):
+            raise ValueError("hidden_dims, kernel_sizes and strides must have the same length")
+        in_dims = (1, *hidden_dims[:-1])
+        self.layers = nn.ModuleList(
+            FeatureExtractorBlock(c_in, c_out, k, s, dropout, causal)
+            for c_in, c_out, k, s in zip(in_dims, hidden_dims, kernel_sizes, strides, strict=True)
+        )
+
+    def forward(
+        self, input: torch.Tensor, contexts: list[torch.Tensor | None]
+    ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """(B, N) waveform -> (B, T, hidden_dims[-1]), plus one left context per block."""
+        x = input[..., None]
+        new_contexts = []
+        for layer, context in zip(self.layers, contexts, strict=True):
+            x, context = layer(x, context)
+            new_contexts.append(context)
+        return x, new_contexts
+
+
+class PositionalEmbedding(nn.Module):
+    """Convolutional positional embedding: ``x + GELU(Conv1d(x))`` with a grouped, wide kernel.
+
+    Non-causal: 'same'-style padding ``k // 2`` on both sides, dropping the extra last frame when ``k`` is
+    even. Causal: replicate left padding of ``k - 1`` frames (or the carried context).
+
+    Arguments
+    ---------
+    dim : channels ``D``.
+    kernel_size : ``conv_pos``.
+    groups : ``conv_pos_groups``.
+    causal : causal convolution.
+    """
+
+    def __init__(self, dim: int, kernel_size: int, groups: int, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        padding = 0 if causal else kernel_size // 2
+        self.conv = nn.Conv1d(dim, dim, kernel_size, padding=padding, groups=groups)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, D) -> (B, T, D), plus the causal left context (``None`` when non-causal)."""
+        h = x.transpose(1, 2)
+        if self.causal:
+            h, context = causal_conv(self.conv, h, context)
+        else:
+            h = self.conv(h)[..., : x.shape[1]]
+        return x + F.gelu(h).transpose(1, 2), context
+
+
+class GatedRelativeAttention(nn.Module):
+    """Multi-head self-attention with WavLM's gated relative position bias ("gru_rel_pos").
+
+    The shared position bias ``P`` (H, T, S) is scaled per query and head by
+    ``gate = a * (b * c - 1) + 2``, where ``a, b`` are sigmoids of a small projection of the normalised
+    input and ``c`` is a learnable constant per head. Attention itself is
+    ``softmax(q kᵀ / sqrt(hd) + gate * P + mask) v`` via ``F.scaled_dot_product_attention``.
+
+    Arguments
+    ---------
+    dim : model width ``D``.
+    num_heads : number of heads ``H`` (head size ``hd = D / H``).
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.gru_rel_pos_const = nn.Parameter(torch.ones(1, num_heads, 1, 1))
+        self.qkv_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.gru_rel_pos_linear = nn.Linear(self.head_dim, 8)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        position_bias: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        kv_cache: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attend the T new frames to the cached frames and themselves (S = cached + T keys).
+
+        Arguments
+        ---------
+        h : (B, T, D) normalised layer input.
+        position_bias : (H, T, S) relative position bias.
+        mask : additive mask (0 or -inf) broadcastable to (B, H, T, S), or ``None``.
+        kv_cache : (B, S - T, H, hd, 2) keys and values of earlier frames, or ``None``.
+
+        Returns
+        -------
+        (B, T, D) output, then keys and values of all S frames, each (B, H, S, hd).
+        """
+        B, T, D = h.shape
+        H = self.num_heads
+        q, k, v = self.qkv_proj(h).view(B, T, 3 * H, self.head_dim).transpose(1, 2).split(H, dim=1)
+        if kv_cache is not None:
+            k_cached, v_cached = kv_cache.transpose(1, 2).unbind(-1)
+            k, v = torch.cat([k_cached, k], dim=2), torch.cat([v_cached, v], dim=2)
+
+        heads = h.view(B, T, H, self.head_dim).transpose(1, 2)
+        a, b = self.gru_rel_pos_linear(heads).view(B, H, T, 2, 4).sum(-1).sigmoid().chunk(2, dim=-1)
+        gate = a * (b * self.gru_rel_pos_const - 1.0) + 2.0  # (B, H, T, 1)
+        bias = gate * position_bias if mask is None else torch.addcmul(mask, gate, position_bias)
+
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, D)), k, v
+
+
+class FeedForward(nn.Module):
+    """Linear → GELU → dropout → Linear → dropout.
+
+    Arguments
+    ---------
+    dim : model width ``D``.
+    ffn_dim : hidden width.
+    dropout : dropout probability.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.in_proj = nn.Linear(dim, ffn_dim)
+        self.out_proj = nn.Linear(ffn_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D)."""
+        return self.dropout(self.out_proj(self.dropout(F.gelu(self.in_proj(x)))))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LN transformer layer: ``x + MHA(LN(x))`` then ``x + FFN(LN(x))``.
+
+    Arguments
+    ---------
+    dim, ffn_dim, num_heads : layer sizes.
+    dropout : dropout probability on both residual branches.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = GatedRelativeAttention(dim, num_heads)
+        self.dropout = nn.Dropout(dropout)
+        self.feed_forward_norm = nn.LayerNorm(dim)
+        self.feed_forward = FeedForward(dim, ffn_dim, dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        position_bias: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        kv_cache: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, D) -> (B, T, D), plus all keys and values (B, H, S, hd) of the attention."""
+        h, k, v = self.attention(self.attention_norm(x), position_bias, mask, kv_cache)
+        x = x + self.dropout(h)
+        return x + self.feed_forward(self.feed_forward_norm(x)), k, v
+
+
+class TransformerEncoder(nn.Module):
+    """Positional convolution, then pre-LN layers sharing one relative position bias (no final norm).
+
+    Arguments
+    ---------
+    num_layers, dim, ffn_dim, num_heads : transformer sizes.
+    num_buckets, max_distance : relative position bucketing (see :func:`relative_position_bucket`).
+    dropout : dropout probability.
+    conv_pos, conv_pos_groups : positional convolution kernel size and groups.
+    causal : causal positional convolution and chunked-causal attention.
+    window_size : causal mode, maximum number of frames a query attends to.
+    lookahead_size : causal mode, attention chunks are ``1 + lookahead_size`` frames long.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        dim: int,
+        ffn_dim: int,
+        num_heads: int,
+        num_buckets: int,
+        max_distance: int,
+        dropout: float,
+        conv_pos: int,
+        conv_pos_groups: int,
+        causal: bool,
+        window_size: int,
+        lookahead_size: int,
+    ) -> None:
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.causal = causal
+        self.window_size = window_size
+        self.chunk = 1 + lookahead_size
+        self.positional_embedding = PositionalEmbedding(dim, conv_pos, conv_pos_groups, causal)
+        self.relative_embedding = nn.Embedding(num_buckets, num_heads)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(dim, ffn_dim, num_heads, dropout) for _ in range(num_layers)
+        )
+
+    def position_bias(
+        self, query_start: int, num_queries: int, key_start: int, num_keys: int
+    ) -> torch.Tensor:
+        """Relative position bias (H, T, S) between queries and keys at absolute frame positions.
+
+        Only the ``T + S - 1`` distinct relative positions are embedded; the matrix is a strided copy.
+        """
+        device = self.relative_embedding.weight.device
+        lowest = key_start - (query_start + num_queries - 1)
+        relative = torch.arange(lowest, lowest + num_queries + num_keys - 1, device=device)
+        buckets = relative_position_bucket(relative, self.num_buckets, self.max_distance)
+        values = self.relative_embedding(buckets).T  # (H, T + S - 1), values[:, m] is r = lowest + m
+        return values.unfold(-1, num_keys, 1).flip(-2)  # [h, i, j] = values[h, j - i + T - 1]
+
+    def chunked_causal_mask(
+        self, query_start: int, num_queries: int, key_start: int, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """Additive (T, S) mask: query frame t sees keys in ``[end - window_size, end)``.
+
+        ``end`` is the end of t's chunk, capped at the number of frames seen so far. Returns ``None``
+        while at most one chunk has been seen (every key is then visible, as upstream).
+        """
+        total = query_start + num_queries
+        if total <= self.chunk:
+            return None
+        device = self.relative_embedding.weight.device
+        queries = torch.arange(query_start, total, device=device)
+        end = ((queries + self.chunk) // self.chunk * self.chunk).clamp(max=total)
+        start = (end - self.window_size).clamp(min=0)
+        keys = torch.arange(key_start, total, device=device)
+        allowed = (keys >= start[:, None]) & (keys < end[:, None])
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
+
+    def window_cache(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Keys and values (B, H, S, hd) -> cache (B, min(S, window_size), H, hd, 2) of the last frames."""
+        return torch.stack([k, v], dim=-1)[:, :, -self.window_size :].transpose(1, 2)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        curr_pos: int = 0,
+        pos_context: torch.Tensor | None = None,
+        kv_caches: list[torch.Tensor | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor | None]]:
+        """Encode T new frames.
+
+        Arguments
+        ---------
+        x : (B, T, D) projected features.
+        valid : (B, T) bool, False on padded frames (non-causal only), or ``None``.
+        curr_pos : causal mode, absolute position of the first frame of ``x``.
+        pos_context : causal mode, left context of the positional convolution.
+        kv_caches : causal mode, per layer (B, S - T, H, hd, 2) keys/values of earlier frames, or ``None``.
+
+        Returns
+        -------
+        (B, T, D), the new positional-convolution context, and per layer the keys/values of the last
+        ``window_size`` frames (B, S', H, hd, 2) in causal mode or ``None`` otherwise.
+        """
+        if kv_caches is None:
+            kv_caches = [None] * len(self.layers)
+        mask = None
+        if valid is not None:
+            x = x * valid[..., None]
+            mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, -math.inf)
+            mask = mask[:, None, None, :]  # (B, 1, 1, T)
+        x, pos_context = self.positional_embedding(x, pos_context)
+        x = self.dropout(x)
+
+        num_queries = x.shape[1]
+        if num_queries == 0:  # streaming piece too short to complete a frame: nothing to attend
+            return x, pos_context, kv_caches
+        num_cached = 0 if kv_caches[0] is None else kv_caches[0].shape[1]
+        key_start = curr_pos - num_cached
+        position_bias = self.position_bias(curr_pos, num_queries, key_start, num_cached + num_queries)
+        if self.causal:
+            mask = self.chunked_causal_mask(curr_pos, num_queries, key_start, x.dtype)
+
+        new_caches = []
+        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
+            x, k, v = layer(x, position_bias, mask, kv_cache)
+            new_caches.append(self.window_cache(k, v) if self.causal else None)
+        return x, pos_context, new_caches
+
+
+class WavLM(nn.Module):
+    """WavLM encoder (layer-norm CNN feature extractor + gated relative position transformer).
+
+    Non-causal by default. With ``causal=True`` (FocalCodec-Stream) all convolutions are causal and
+    attention is chunked-causal, and ``forward`` can be called on consecutive pieces of a signal by passing
+    back the returned state; pieces of ``chunk_size`` samples give exactly the frames of one call on the
+    whole signal.
+
+    Arguments
+    ---------
+    hidden_dims, kernel_sizes, strides : CNN feature extractor, one entry per block.
+    num_layers : number of transformer layers.
+    dim : transformer width.
+    ffn_dim : feed-forward hidden width.
+    num_heads : attention heads.
+    num_buckets, max_distance : relative position bucketing.
+    max_cached_steps : upstream size of the cached relative position table. This implementation computes
+        the (cheap) table on the fly in every forward, so the value is only validated.
+    dropout : dropout probability everywhere.
+    conv_pos, conv_pos_groups : positional convolution kernel size and groups.
+    causal : causal mode.
+    window_size : causal mode, maximum number of frames a query attends to (also the KV cache length).
+    lookahead_size : causal mode, frames of lookahead; attention chunks are ``1 + lookahead_size`` frames.
+    use_flex_attention : accepted for config compatibility. Upstream then uses the compiled flex-attention
+        kernel under no_grad in eval; the maths is identical, so this implementation always uses
+        ``F.scaled_dot_product_attention``.
+    """
+
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        hidden_dims: Sequence[int] = (512,) * 7,
+        kernel_sizes: Sequence[int] = (10, 3, 3, 3, 3, 2, 2),
+        strides: Sequence[int] = (5, 2, 2, 2, 2, 2, 2),
+        num_layers: int = 6,
+        dim: int = 1024,
+        ffn_dim: int = 4096,
+        num_heads: int = 16,
+        num_buckets: int = 320,
+        max_distance: int = 800,
+        max_cached_steps: int = 2048,
+        dropout: float = 0.0,
+        conv_pos: int = 128,
+        conv_pos_groups: int = 16,
+        causal: bool = False,
+        window_size: int = 512,
+        lookahead_size: int = 3,
+        use_flex_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        if 0 < max_cached_steps < window_size:
+            raise ValueError(
+                f"max_cached_steps ({max_cached_steps}) must be 0 or >= window_size ({window_size})"
+            )
+        self.max_cached_steps = max_cached_steps
+        self.causal = causal
+        self.use_flex_attention = use_flex_attention
+        self.downsample_factor = math.prod(strides)
+        self.chunk_size = self.downsample_factor * (1 + lookahead_size)
+
+        self.feature_extractor = FeatureExtractor(hidden_dims, kernel_sizes, strides, dropout, causal)
+        self.norm = nn.LayerNorm(hidden_dims[-1])
+        self.feature_proj = nn.Linear(hidden_dims[-1], dim)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(
+            num_layers,
+            dim,
+            ffn_dim,
+            num_heads,
+            num_buckets,
+            max_distance,
+            dropout,
+            conv_pos,
+            conv_pos_groups,
+            causal,
+            window_size,
+            lookahead_size,
+        )
+
+    def forward(
+        self,
+        input: torch.Tensor,
+        curr_pos: torch.Tensor | None = None,
+        left_contexts: list[torch.Tensor | None] | None = None,
+        kv_caches: list[torch.Tensor | None] | None = None,
+        length: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """Waveform to features.
+
+        Arguments
+        ---------
+        input : (B, N) waveform at 16 kHz.
+        curr_pos : causal streaming, 0-dim int64 frame position returned by the previous call.
+        left_contexts : causal streaming, convolution contexts returned by the previous call.
+        kv_caches : causal streaming, attention caches returned by the previous call.
+        length : (B,) relative lengths in (0, 1] (non-causal only; ignored in causal mode). Frames past
+            ``ceil(length * T)`` are zeroed before the positional convolution and masked as keys.
+
+        Returns
+        -------
+        feats : (B, T, dim); ``T = floor((N - 400) / 320) + 1`` (N >= 400) non-causal, ``ceil(N / 320)``
+            causal (for the default strides and kernels, on a first call).
+        curr_pos : 0-dim int64, position after the last returned frame (causal), zero otherwise.
+        left_contexts : one context per CNN block plus one for the positional convolution (``None`` each
+            when non-causal).
+        kv_caches : per layer (B, S, H, hd, 2) keys/values of the last ``window_size`` frames (causal),
+            ``None`` each otherwise.
+        """
+        streaming = curr_pos is not None or left_contexts is not None or kv_caches is not None
+        if streaming and not self.causal:
+            raise ValueError(
+                "curr_pos, left_contexts and kv_caches are streaming state: they need causal=True"
+            )
+        num_blocks = len(self.feature_extractor.layers)
+        if left_contexts is None:
+            left_contexts = [None] * (num_blocks + 1)
+        position = 0 if curr_pos is None else int(curr_pos)
+
+        x, conv_contexts = self.feature_extractor(input, left_contexts[:num_blocks])
+        x = self.dropout(self.feature_proj(self.norm(x)))
+        valid = None
+        if length is not None and not self.causal:
+            num_frames = x.shape[1]
+            num_valid = (length.to(x.device) * num_frames).ceil().clamp(max=num_frames)
+            valid = torch.arange(num_frames, device=x.device) < num_valid[:, None]
+        x, pos_context, kv_caches = self.encoder(x, valid, position, left_contexts[num_blocks], kv_caches)
+
+        next_pos = position + x.shape[1] if self.causal else 0
+        return x, torch.tensor(next_pos, device=x.device), [*conv_contexts, pos_context], kv_caches
