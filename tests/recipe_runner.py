@@ -1,0 +1,65 @@
+"""Running the training scripts through their real command line, as a user does."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def recipe_env() -> dict[str, str]:
+    """Environment of a recipe run: offline hub, 1 thread per process (tests run in parallel with nothing)."""
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def recipe_command(
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str
+) -> list[str]:
+    """``python <script> hparams/<hparams> --overrides_file hparams/tiny/<stage>.yaml ...`` on CPU."""
+    stage = "bsq" if hparams.startswith("bsq") else "vocos"
+    return [
+        sys.executable,
+        str(ROOT / script),
+        str(ROOT / "hparams" / hparams),
+        "--overrides_file",
+        str(ROOT / "hparams" / "tiny" / f"{stage}.yaml"),
+        "--data_folder",
+        str(data_folder),
+        "--output_folder",
+        str(output_folder),
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
+def run_recipe(
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run a training script to completion; on failure the assertion shows the end of its output."""
+    result = subprocess.run(
+        recipe_command(script, hparams, data_folder, output_folder, *extra),
+        cwd=ROOT,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check:
+        assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+def parse_train_log(output_folder: Path) -> list[dict[str, float]]:
+    """Every line of ``train_log.txt`` as ``{"epoch": 1, "train loss": ..., "valid loss": ...}``."""
+    rows = []
+    for line in (output_folder / "train_log.txt").read_text().splitlines():
+        row = {}
+        for key, value in re.findall(r"([A-Za-z_ ]+): ([-+0-9.e]+)", line):
+            row[key.strip()] = float(value)
+        rows.append(row)
+    return rows

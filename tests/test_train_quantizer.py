@@ -1,0 +1,192 @@
+"""The quantizer stage end to end through its real command line, on generated LibriTTS-layout corpora."""
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from recipe_runner import ROOT, parse_train_log, recipe_command, recipe_env, run_recipe
+
+from utils.sample_corpus import make_bad_files, make_sample_corpus
+
+SPLITS = [
+    "--train_split",
+    "[train-clean-100]",
+    "--valid_split",
+    "[dev-clean]",
+    "--test_split",
+    "[test-clean]",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A small synthetic LibriTTS-layout corpus (24 kHz, like LibriTTS)."""
+    return make_sample_corpus(tmp_path_factory.mktemp("libritts"), engine="synthetic")
+
+
+def checkpoints(output_folder: Path) -> list[Path]:
+    return sorted((output_folder / "save").glob("CKPT+*"))
+
+
+def test_end_to_end(corpus, tmp_path):
+    out = tmp_path / "bsq"
+    run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS)
+
+    rows = parse_train_log(out)
+    assert [row["epoch"] for row in rows[:-1]] == [1, 2]
+    for row in rows[:-1]:
+        for key in (
+            "train loss",
+            "valid loss",
+            "valid rec_loss",
+            "valid code_usage",
+            "valid code_entropy",
+            "lr",
+        ):
+            assert key in row, (key, row)
+        assert 0 < row["valid code_usage"] <= 100 and 0 <= row["valid code_entropy"] <= 100
+    assert "test loss" in rows[-1] and rows[-1]["Epoch loaded"] == 2
+
+    for name in ("train.json", "valid.json", "test.json"):
+        assert (out / "save" / name).is_file()
+    ckpt = checkpoints(out)
+    assert ckpt, "no checkpoint saved"
+    for name in ("compressor", "quantizer", "decompressor", "scheduler", "counter", "optimizer", "brain"):
+        assert (ckpt[-1] / f"{name}.ckpt").is_file(), name
+
+    # Without a trained decoder only the reference audio is written (2 per stage, tiny YAML)
+    audios = sorted((out / "audios").rglob("*.wav"))
+    assert audios and all(path.name.endswith("_ref.wav") for path in audios)
+    assert len(list((out / "audios" / "epoch0001").glob("*.wav"))) == 2
+    info = sf.info(str(audios[0]))
+    assert info.samplerate == 16000 and info.channels == 1
+
+
+def test_training_loss_goes_down(corpus, tmp_path):
+    out = tmp_path / "bsq"
+    run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "5", "--lr", "0.002")
+    rows = [row for row in parse_train_log(out) if "train rec_loss" in row]
+    losses = [row["train rec_loss"] for row in rows]
+    assert len(losses) == 5
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_bad_corpus_prepares_trains_and_stays_untouched(tmp_path):
+    corpus = make_sample_corpus(tmp_path / "libritts", engine="synthetic")
+    make_bad_files(corpus / "train-clean-100")
+    make_bad_files(corpus / "dev-clean")
+    before = _hash_tree(corpus)
+    out = tmp_path / "bsq"
+    result = run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1")
+    assert _hash_tree(corpus) == before
+    report = (out / "save" / "prepare_report.json").read_text()
+    for kind in ("empty_file", "truncated", "not_audio"):
+        assert kind in report, kind
+    assert "skipped" in (result.stdout + result.stderr)
+
+
+def _checkpoint_metas(output_folder: Path) -> list[dict]:
+    """Meta of every complete checkpoint."""
+    metas = []
+    for folder in checkpoints(output_folder):
+        try:
+            metas.append(yaml.safe_load((folder / "CKPT.yaml").read_text()))
+        except FileNotFoundError:  # being written or deleted right now
+            continue
+    return metas
+
+
+def _mid_epoch_after_an_epoch_end(output_folder: Path) -> bool:
+    """An intra-epoch checkpoint saved after a complete end-of-epoch one: killing now interrupts the
+    epoch that follows it."""
+    metas = _checkpoint_metas(output_folder)
+    ends = [meta["unixtime"] for meta in metas if meta["end-of-epoch"]]
+    return bool(ends) and any(not meta["end-of-epoch"] and meta["unixtime"] > max(ends) for meta in metas)
+
+
+def test_resume_after_sigkill(corpus, tmp_path):
+    out = tmp_path / "bsq"
+    args = [*SPLITS, "--num_epochs", "3", "--ckpt_interval_steps", "2"]
+    command = recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *args)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    # Kill as soon as the first intra-epoch checkpoint of epoch 2 exists (epoch 1 is done then)
+    while time.time() < deadline and process.poll() is None:
+        if _mid_epoch_after_an_epoch_end(out):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_log = (out / "train_log.txt").read_text()
+    assert "epoch: 3" not in killed_log
+
+    run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *args)
+    epochs = [row["epoch"] for row in parse_train_log(out) if "epoch" in row]
+    assert epochs == [1, 2, 3], epochs  # each epoch logged once: continued, not restarted
+    brain = yaml.safe_load((checkpoints(out)[-1] / "brain.ckpt").read_text())
+    batches_per_epoch = -(-len(list((corpus / "train-clean-100").rglob("*.wav"))) // 4)
+    assert brain["optimizer_step"] == 3 * batches_per_epoch
+    # AdamW's own step count too: its moments were restored, not restarted
+    optimizer = torch.load(checkpoints(out)[-1] / "optimizer.ckpt")
+    assert int(optimizer["state"][0]["step"]) == 3 * batches_per_epoch
+
+
+def test_two_process_ddp_gloo(corpus, tmp_path):
+    out = tmp_path / "bsq"
+    command = recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1")
+    torchrun = [str(Path(command[0]).parent / "torchrun"), "--nproc_per_node=2", "--master_port=29533"]
+    result = subprocess.run(
+        [*torchrun, *command[1:], "--distributed_backend=gloo"],
+        cwd=ROOT,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    rows = parse_train_log(out)
+    assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]
+
+
+def test_bf16_on_cpu(corpus, tmp_path):
+    out = tmp_path / "bsq"
+    run_recipe(
+        "train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1", "--precision", "bf16"
+    )
+    assert "test loss" in parse_train_log(out)[-1]
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    result = run_recipe("train_quantizer.py", "bsq.yaml", tmp_path / "nowhere", tmp_path / "out", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert str(tmp_path / "nowhere") in output and "train-clean-100" in output
+
+
+def test_missing_split_is_a_clear_error(corpus, tmp_path):
+    data = tmp_path / "libritts"
+    shutil.copytree(corpus, data)
+    shutil.rmtree(data / "test-clean")
+    result = run_recipe("train_quantizer.py", "bsq.yaml", data, tmp_path / "out", *SPLITS, check=False)
+    assert result.returncode != 0
+    assert str(data / "test-clean") in result.stdout + result.stderr

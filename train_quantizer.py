@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""FocalCodec quantizer stage: compressor -> binary spherical quantizer -> decompressor on frozen
+WavLM6 features.
+
+    python train_quantizer.py hparams/bsq.yaml --data_folder <LibriTTS>
+    python train_quantizer.py hparams/bsq.yaml --data_folder <LibriTTS> --decoder_checkpoint results/vocos/0
+
+The loss is the feature MSE (padding masked) plus the quantizer's entropy loss. With
+``--decoder_checkpoint`` (the decoder stage's output) valid/test also write resynthesized audio.
+"""
+
+import sys
+from typing import NamedTuple
+
+import speechbrain as sb
+import torch
+
+from utils.brain import CodecBrain, fit_length
+from utils.checkpoints import load_decoder
+from utils.metrics import CodeUsage
+from utils.recipe import setup_recipe
+
+
+class QuantizerOutput(NamedTuple):
+    """What one forward pass produces (all (B, T, ...) with T the encoder frame count)."""
+
+    feats: torch.Tensor  # (B, T, D) frozen encoder features, the target
+    hyp_feats: torch.Tensor  # (B, T, D) decompressed features
+    toks: torch.Tensor  # (B, T') tokens in [0, 2^code_dim)
+    aux_loss: torch.Tensor  # () quantizer entropy loss
+    lens: torch.Tensor  # (B,) relative lengths
+
+
+class Quantization(CodecBrain):
+    """Trains compressor, quantizer and decompressor; the encoder and decoder stay frozen."""
+
+    frozen_modules = ("encoder", "decoder")
+
+    def compute_forward(self, batch, stage: sb.Stage) -> QuantizerOutput:
+        """Features -> latents -> binary codes (straight-through) -> features."""
+        batch = batch.to(self.device)
+        sig, lens = self.maybe_augment(*batch.sig, stage)
+        feats = self.extract_feats(sig, lens)
+        lats = self.modules.compressor(feats)[0]
+        codes, toks, aux_loss = self.modules.quantizer(lats)
+        # Up-scaling restores at least T frames (more when T is not a multiple of the factor)
+        hyp_feats = self.modules.decompressor(codes)[0][:, : feats.shape[1]]
+        return QuantizerOutput(feats, hyp_feats, toks, aux_loss, lens)
+
+    def compute_objectives(self, predictions: QuantizerOutput, batch, stage: sb.Stage) -> torch.Tensor:
+        """Masked feature MSE + entropy loss (the original objective)."""
+        rec_loss = self.hparams.rec_loss(predictions.hyp_feats, predictions.feats, length=predictions.lens)
+        loss = rec_loss + predictions.aux_loss
+        self.track(rec_loss=rec_loss.detach(), aux_loss=predictions.aux_loss.detach())
+        if stage != sb.Stage.TRAIN:
+            self.code_usage.append(batch.id, predictions.toks, predictions.lens)
+        return loss
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch, stage: sb.Stage) -> torch.Tensor:
+        """Loss and code usage; with a trained decoder also resynthesis from quantized (``hyp``) and
+        continuous (``rec``) features, written next to the reference (``ref``)."""
+        with self.evaluation_ctx:
+            predictions = self.compute_forward(batch, stage)
+            loss = self.compute_objectives(predictions, batch, stage)
+        sig, lens = batch.sig
+        signals = {"ref": sig}
+        if self.hparams.decoder_checkpoint is not None:
+            decoder = self.hparams.decoder
+            signals["hyp"] = fit_length(decoder(predictions.hyp_feats.float())[0], sig.shape[-1])
+            signals["rec"] = fit_length(decoder(predictions.feats.float())[0], sig.shape[-1])
+        self.save_audios(batch.id, lens, **signals)
+        return loss.detach().cpu()
+
+    def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
+        """Reset counters; valid/test count code usage over the whole set."""
+        super().on_stage_start(stage, epoch)
+        self.code_usage = CodeUsage(2**self.hparams.quantizer_code_dim)
+
+    def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
+        """Log; after validation anneal the learning rate (NewBob) and checkpoint (best by loss)."""
+        stats = {"loss": stage_loss, **self.tracked_means()}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            if epoch % self.hparams.valid_freq != 0:
+                self.hparams.train_logger.log_stats(
+                    stats_meta={"epoch": epoch, "steps": self.optimizer_step}, train_stats=stats
+                )
+            return
+        stats["code_usage"] = self.code_usage.summarize("usage")
+        stats["code_entropy"] = self.code_usage.summarize("entropy")
+        if stage == sb.Stage.VALID:
+            _, lr = self.hparams.scheduler(stage_loss)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "steps": self.optimizer_step, "lr": lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            # On every process: SpeechBrain synchronises them and writes on the main one only
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss}, min_keys=["loss"], num_to_keep=self.hparams.keep_checkpoints
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+
+
+def main(argv: list[str]) -> None:
+    recipe = setup_recipe(argv)
+    hparams = recipe.hparams
+    if hparams["decoder_checkpoint"] is not None:
+        load_decoder(hparams["decoder"], hparams["decoder_checkpoint"])
+    brain = Quantization(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=recipe.run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        recipe.datasets["train"],
+        recipe.datasets["valid"],
+        train_loader_kwargs=recipe.loader_kwargs["train"],
+        valid_loader_kwargs=recipe.loader_kwargs["valid"],
+    )
+    brain.evaluate(recipe.datasets["test"], min_key="loss", test_loader_kwargs=recipe.loader_kwargs["test"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Code both training stages share (data, encoder, metrics, checkpoints)."""

@@ -1,0 +1,109 @@
+"""The parts of a ``sb.Brain`` both stages share: frozen-encoder features, validation frequency,
+resynthesized-audio dumps and running means of extra statistics."""
+
+from collections import defaultdict
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.dataio.dataio import write_audio
+from speechbrain.utils.distributed import if_main_process
+
+__all__ = ["CodecBrain", "fit_length", "item_lengths"]
+
+
+def fit_length(sig: torch.Tensor, length: int) -> torch.Tensor:
+    """Cut ``sig`` (..., N) to ``length`` samples, or right-pad it by repeating its last sample."""
+    if sig.shape[-1] >= length:
+        return sig[..., :length]
+    missing = length - sig.shape[-1]
+    return F.pad(sig.unsqueeze(-2), (0, missing), mode="replicate").squeeze(-2)
+
+
+def item_lengths(lens: torch.Tensor, total: int) -> list[int]:
+    """Absolute lengths of the items of a padded batch, from SpeechBrain relative lengths."""
+    return [round(float(rel) * total) for rel in lens]
+
+
+class CodecBrain(sb.Brain):
+    """Base class of the two training stages.
+
+    Expects in ``hparams``: ``encoder`` (frozen WavLM, weights already loaded), ``augment``,
+    ``augmentation``, ``valid_freq``, ``save_audios``, ``num_saved_audios``, ``sample_rate``,
+    ``output_folder`` and ``epoch_counter``. Frozen modules are listed in ``frozen_modules``: they
+    are moved to the device with the Brain but are neither trained nor checkpointed.
+    """
+
+    frozen_modules: tuple[str, ...] = ("encoder",)
+
+    def on_fit_start(self) -> None:
+        """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume)."""
+        self._frozen_to_device()
+        super().on_fit_start()
+
+    def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
+        """Move the frozen modules along, then load the best checkpoint."""
+        self._frozen_to_device()
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+
+    def _frozen_to_device(self) -> None:
+        for name in self.frozen_modules:
+            getattr(self.hparams, name).to(self.device).eval()
+
+    @torch.no_grad()
+    def extract_feats(self, sig: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """Frozen WavLM6 features of a padded batch: (B, N) -> (B, T, D)."""
+        return self.hparams.encoder(sig, length=lens)[0]
+
+    def maybe_augment(
+        self, sig: torch.Tensor, lens: torch.Tensor, stage: sb.Stage
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveform augmentation of training batches when ``augment`` is on."""
+        if stage == sb.Stage.TRAIN and self.hparams.augment:
+            sig, lens = self.hparams.augmentation(sig, lens)
+        return sig, lens
+
+    def _fit_valid(self, valid_set, epoch: int, enable: bool) -> None:
+        """Validate only every ``valid_freq`` epochs (as the original)."""
+        if epoch % self.hparams.valid_freq == 0:
+            super()._fit_valid(valid_set, epoch, enable)
+
+    def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
+        """Reset the per-stage audio counter and running statistics."""
+        self.saved_audios = 0
+        self._sums: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+
+    def track(self, **values: torch.Tensor | float) -> None:
+        """Add one value per name to this stage's running means (e.g. loss terms)."""
+        for name, value in values.items():
+            self._sums[name] += float(value)
+            self._counts[name] += 1
+
+    def tracked_means(self) -> dict[str, float]:
+        """Means of everything passed to :meth:`track` in this stage."""
+        return {name: self._sums[name] / self._counts[name] for name in self._sums}
+
+    def save_audios(self, ids: list[str], lens: torch.Tensor, **signals: torch.Tensor) -> None:
+        """Write ``{id}_{name}.wav`` for the first ``num_saved_audios`` items of a valid/test stage.
+
+        Arguments
+        ---------
+        ids : utterance ids of the batch.
+        lens : (B,) relative lengths; padding is not written.
+        **signals : name -> (B, N) waveforms at ``sample_rate``, e.g. ``hyp=..., ref=...``.
+        """
+        remaining = self.hparams.num_saved_audios - self.saved_audios
+        if not self.hparams.save_audios or remaining <= 0 or not if_main_process():
+            return
+        folder = (
+            Path(self.hparams.output_folder) / "audios" / f"epoch{self.hparams.epoch_counter.current:04d}"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, utt_id in enumerate(ids[:remaining]):
+            for name, sig in signals.items():
+                length = item_lengths(lens[index : index + 1], sig.shape[-1])[0]
+                audio = sig[index, :length].detach().float().cpu()
+                write_audio(str(folder / f"{utt_id}_{name}.wav"), audio, self.hparams.sample_rate)
+        self.saved_audios += min(len(ids), remaining)

@@ -1,0 +1,160 @@
+"""The data pipeline both stages share: manifests -> datasets of 16 kHz mono waveforms -> loader options.
+
+Audio is read with soundfile, downmixed to mono and resampled on load, so the corpus itself is never
+modified (the original recipe resampled LibriTTS in place).
+"""
+
+import logging
+import random
+from collections.abc import Callable
+
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.data_pipeline import provides, takes
+
+__all__ = ["STAGES", "dataio_prepare", "load_audio", "loader_kwargs"]
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("train", "valid", "test")
+
+
+def load_audio(path: str, sample_rate: int) -> torch.Tensor:
+    """Read an audio file as a mono float32 waveform at ``sample_rate``.
+
+    Multi-channel audio is averaged to mono; any other rate is resampled.
+
+    Returns
+    -------
+    (N,) float32 waveform in [-1, 1].
+    """
+    data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    sig = torch.from_numpy(data).mean(dim=1)
+    if file_rate != sample_rate:
+        sig = AF.resample(sig, file_rate, sample_rate)
+    return sig
+
+
+def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:
+    """The original recipe's optional waveform crop (``segment_size`` in samples)."""
+    delta = segment_size - len(sig)
+    if delta > 0 and pad:
+        return torch.nn.functional.pad(sig, (0, delta))
+    if delta < 0:
+        start = random.randint(0, -delta)
+        return sig[start : start + segment_size]
+    return sig
+
+
+def _audio_pipeline(
+    sample_rate: int, segment_size: int | None = None, segment_pad: bool = False
+) -> Callable[[str], torch.Tensor]:
+    """A dynamic item ``wav -> sig``."""
+
+    @takes("wav")
+    @provides("sig")
+    def pipeline(wav: str) -> torch.Tensor:
+        sig = load_audio(wav, sample_rate)
+        if segment_size is not None:
+            sig = _random_segment(sig, segment_size, segment_pad)
+        return sig
+
+    return pipeline
+
+
+def _filter(
+    dataset: DynamicItemDataset, stage: str, min_duration: float, max_duration: float, descending: bool
+) -> DynamicItemDataset:
+    """Keep utterances within ``[min_duration, max_duration]`` seconds (counts logged); sort by duration."""
+    durations = [entry["duration"] for entry in dataset.data.values()]
+    too_short = sum(d < min_duration for d in durations)
+    too_long = sum(d > max_duration for d in durations)
+    dataset = dataset.filtered_sorted(
+        sort_key="duration",
+        reverse=descending,
+        key_min_value={"duration": min_duration},
+        key_max_value={"duration": max_duration},
+    )
+    logger.info(
+        f"{stage}: {len(dataset)} of {len(durations)} utterances kept "
+        f"({too_short} shorter than {min_duration:g} s, {too_long} longer than {max_duration:g} s)"
+    )
+    if len(dataset) == 0:
+        raise ValueError(
+            f"The {stage} set is empty after filtering by duration [{min_duration:g}, {max_duration:g}] s: "
+            f"check {stage}_json and {stage}_remove_if_longer"
+        )
+    return dataset
+
+
+def _sorted_descending(hparams: dict, stage: str) -> bool:
+    """As the original: train follows ``sorting`` (random order comes from the sampler, over an ascending
+    list); valid and test run longest first, except in ``--debug``."""
+    if stage == "train":
+        return hparams["sorting"] == "descending"
+    return not hparams.get("debug", False)
+
+
+def dataio_prepare(hparams: dict, min_duration: float = 0.0) -> dict[str, DynamicItemDataset]:
+    """Build the train/valid/test datasets from the JSON manifests.
+
+    Arguments
+    ---------
+    hparams : the loaded YAML. Reads ``{stage}_json``, ``{stage}_remove_if_longer``, ``sample_rate``,
+        ``data_folder``, ``segment_size``, ``segment_pad`` and ``debug`` (optional).
+    min_duration : utterances shorter than this (seconds) are dropped from every split, e.g. the
+        decoder stage's crop length.
+
+    Returns
+    -------
+    {"train": ..., "valid": ..., "test": ...}, each item giving ``id`` and ``sig`` (N,) at ``sample_rate``.
+    """
+    datasets = {}
+    for stage in STAGES:
+        dataset = DynamicItemDataset.from_json(
+            hparams[f"{stage}_json"], replacements={"data_root": hparams["data_folder"]}
+        )
+        dataset = _filter(
+            dataset,
+            stage,
+            min_duration=min_duration,
+            max_duration=hparams[f"{stage}_remove_if_longer"],
+            descending=_sorted_descending(hparams, stage),
+        )
+        crop = hparams.get("segment_size") if stage == "train" else None
+        dataset.add_dynamic_item(
+            _audio_pipeline(hparams["sample_rate"], crop, hparams.get("segment_pad", False))
+        )
+        dataset.set_output_keys(["id", "sig"])
+        datasets[stage] = dataset
+    return datasets
+
+
+def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device: str) -> dict:
+    """DataLoader options for one stage, as the original recipe builds them.
+
+    Fixed batches (``{stage}_batch_size``; train shuffled when ``sorting: random``) or, with
+    ``dynamic_batching``, SpeechBrain's DynamicBatchSampler bounded by ``{stage}_max_batch_length`` seconds.
+    """
+    kwargs = {"num_workers": hparams["dataloader_workers"], "collate_fn": PaddedBatch}
+    if hparams["dynamic_batching"]:
+        kwargs["batch_sampler"] = DynamicBatchSampler(
+            dataset,
+            max_batch_length=hparams[f"{stage}_max_batch_length"],
+            num_buckets=hparams["num_buckets"],
+            length_func=lambda x: x["duration"],
+            shuffle=False,
+            batch_ordering=hparams["sorting"] if stage == "train" else "descending",
+            max_batch_ex=hparams["max_batch_size"],
+        )
+        return kwargs
+    kwargs["batch_size"] = hparams[f"{stage}_batch_size"]
+    kwargs["pin_memory"] = device != "cpu"
+    if stage == "train":
+        kwargs["shuffle"] = hparams["sorting"] == "random"
+        kwargs["drop_last"] = hparams.get("segment_size") is not None and hparams.get("segment_pad", False)
+    return kwargs

@@ -1,0 +1,135 @@
+"""The frozen WavLM6 encoder both stages share: where its weights come from, and loading them.
+
+As in the original recipe, the weights are the encoder of the released 50 Hz FocalCodec
+(``lucadellalib/focalcodec_50hz`` on the Hugging Face Hub), cached once as ``<cache_folder>/wavlm6.pt``.
+A local file or folder can replace the download (``encoder_checkpoint``), and ``encoder_random_init``
+allows a randomly initialised encoder for smoke runs and tests.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from speechbrain.utils.distributed import run_on_main
+
+from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
+
+__all__ = ["WAVLM6_HUB_ID", "EncoderWeightsUnavailableError", "load_frozen_encoder", "wavlm6_state_dict"]
+
+logger = logging.getLogger(__name__)
+
+WAVLM6_HUB_ID = "lucadellalib/focalcodec_50hz"
+WEIGHT_FILES = ("model.safetensors", "model.pt")
+CACHE_NAME = "wavlm6.pt"
+
+
+class EncoderWeightsUnavailableError(RuntimeError):
+    """The WavLM6 weights could be neither found locally nor downloaded."""
+
+
+def _weight_file(path: Path) -> Path:
+    """A weight file, or the weight file inside an official-format folder."""
+    if path.is_dir():
+        for name in WEIGHT_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
+    return path
+
+
+def wavlm6_state_dict(path: str | os.PathLike, encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Read WavLM6 weights for ``encoder`` from any of the accepted sources.
+
+    Arguments
+    ---------
+    path : a WavLM6 state_dict file (e.g. ``wavlm6.pt``), a full FocalCodec weight file
+        (``model.safetensors``/``model.pt``, current or legacy layout), or an official-format folder.
+    encoder : the module that will load the weights (its keys drive the legacy remap).
+    """
+    state = load_state_dict_file(_weight_file(Path(path)))
+    if any(key.startswith("encoder.") for key in state):
+        targets = [f"encoder.{key}" for key in encoder.state_dict()]
+        codec_state = remap_legacy_state_dict(
+            {k: v for k, v in state.items() if k.startswith("encoder.")}, targets
+        )
+        state = {key.removeprefix("encoder."): value for key, value in codec_state.items()}
+    return state
+
+
+def _download_wavlm6(cache_file: Path, hub_id: str) -> None:
+    """Fetch the released codec from the Hub and cache its encoder weights (main process only)."""
+    if cache_file.is_file():
+        return
+    from huggingface_hub import hf_hub_download
+
+    errors = []
+    for name in WEIGHT_FILES:
+        try:
+            downloaded = hf_hub_download(hub_id, name)
+            break
+        except Exception as error:  # any hub/network failure: try the next file, then explain
+            errors.append(f"{name}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    else:
+        raise EncoderWeightsUnavailableError(
+            f"Could not get the WavLM6 encoder weights: the released FocalCodec checkpoint '{hub_id}' "
+            f"could not be downloaded from the Hugging Face Hub ({'; '.join(errors)}).\n"
+            f"Either\n"
+            f"  * run once with network access (the weights are then cached as {cache_file}), or\n"
+            f"  * copy config.json and model.safetensors of https://huggingface.co/{hub_id} to a folder "
+            f"and pass --encoder_checkpoint <that folder> (a WavLM6 state_dict file works too), or\n"
+            f"  * for smoke tests only, pass --encoder_random_init True (random, meaningless features)."
+        )
+    from focalcodec.wavlm import WavLM
+
+    state = wavlm6_state_dict(downloaded, WavLM())
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache_file.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, cache_file)
+    logger.info(f"Cached the WavLM6 encoder of {hub_id} as {cache_file}")
+
+
+def load_frozen_encoder(
+    encoder: torch.nn.Module,
+    checkpoint: str | None = None,
+    cache_folder: str | None = None,
+    hub_id: str = WAVLM6_HUB_ID,
+    random_init: bool = False,
+) -> torch.nn.Module:
+    """Load the encoder weights on every process (the original loaded them on rank 0 only) and freeze it.
+
+    Arguments
+    ---------
+    encoder : the WavLM built from the YAML.
+    checkpoint : local weights (see :func:`wavlm6_state_dict`); when ``None`` the cached download is used.
+    cache_folder : where ``wavlm6.pt`` is cached (the Hugging Face cache by default).
+    hub_id : the released codec whose encoder is taken.
+    random_init : keep the random initialisation (smoke runs and tests only).
+
+    Returns
+    -------
+    The same encoder, in eval mode with ``requires_grad=False``.
+    """
+    encoder.requires_grad_(False).eval()
+    if random_init:
+        logger.warning(
+            "!"
+            * 80
+            + "\nencoder_random_init is set: the WavLM6 encoder is RANDOMLY INITIALISED. Its features "
+            "are meaningless; use this for smoke runs and tests only.\n" + "!" * 80
+        )
+        return encoder
+    if checkpoint is None:
+        if cache_folder is None:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            cache_folder = HF_HUB_CACHE
+        cache_file = Path(cache_folder) / CACHE_NAME
+        run_on_main(_download_wavlm6, kwargs={"cache_file": cache_file, "hub_id": hub_id})
+        checkpoint = cache_file
+    encoder.load_state_dict(wavlm6_state_dict(checkpoint, encoder), strict=True)
+    logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")
+    return encoder

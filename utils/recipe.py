@@ -1,0 +1,118 @@
+"""The start-up both training scripts share: arguments -> YAML -> experiment folder -> data -> encoder.
+
+Besides SpeechBrain's usual command line (``hparams.yaml --key value ...``), ``--overrides_file FILE``
+applies the keys of a YAML file as overrides (the command line still wins), e.g. the small-model
+settings of the quickstart.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.distributed import run_on_main
+
+from utils.data import STAGES, dataio_prepare, loader_kwargs
+from utils.encoder import load_frozen_encoder
+
+__all__ = ["Recipe", "setup_recipe"]
+
+logger = logging.getLogger(__name__)
+
+LAYOUT_HINT = (
+    "--data_folder must be the LibriTTS root, holding one folder per subset, e.g. "
+    "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60)"
+)
+
+
+@dataclass
+class Recipe:
+    """What a training script needs after start-up."""
+
+    hparams: dict
+    run_opts: dict
+    datasets: dict[str, DynamicItemDataset]
+    loader_kwargs: dict[str, dict]
+
+
+def _read_overrides(overrides_yaml: str) -> dict:
+    """Command-line overrides as a dict, merged over the keys of ``--overrides_file`` if given."""
+    yaml = YAML(typ="safe")
+    overrides = yaml.load(overrides_yaml) if overrides_yaml else {}
+    overrides = overrides or {}
+    overrides_file = overrides.pop("overrides_file", None)
+    if overrides_file is None:
+        return overrides
+    with open(overrides_file) as stream:
+        from_file = yaml.load(stream) or {}
+    return {**from_file, **overrides}
+
+
+def _load_hparams(hparams_file: str, overrides: dict) -> dict:
+    with open(hparams_file) as stream:
+        try:
+            return load_hyperpyyaml(stream, overrides)
+        except ValueError as error:
+            if "data_folder" not in overrides and "PLACEHOLDER" in str(error):
+                raise SystemExit(f"error: --data_folder is required. {LAYOUT_HINT}") from error
+            raise
+
+
+def setup_recipe(argv: list[str], min_duration: float = 0.0) -> Recipe:
+    """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
+    the main process), build the datasets and loader options, and load the frozen encoder (on every process).
+
+    Arguments
+    ---------
+    argv : ``sys.argv[1:]``.
+    min_duration : utterances shorter than this many seconds are dropped (e.g. the decoder's crop).
+    """
+    hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
+    overrides = _read_overrides(overrides_yaml)
+    hparams = _load_hparams(hparams_file, overrides)
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    logger.info(f"Command: {' '.join([Path(sys.argv[0]).name, *argv])}")
+
+    from libritts_prepare import prepare_libritts
+
+    run_on_main(
+        prepare_libritts,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_json_train": hparams["train_json"],
+            "save_json_valid": hparams["valid_json"],
+            "save_json_test": hparams["test_json"],
+            "sample_rate": hparams["sample_rate"],
+            "train_split": hparams["train_split"],
+            "valid_split": hparams["valid_split"],
+            "test_split": hparams["test_split"],
+            "seed": hparams["prepare_seed"],
+            "valid_size": hparams["valid_size"],
+            "min_duration": hparams["min_duration"],
+            "model_name": "HiFi-GAN",
+            "skip_prep": hparams["skip_prep"],
+        },
+    )
+    hparams["debug"] = run_opts.get("debug", False)
+    datasets = dataio_prepare(hparams, min_duration=min_duration)
+    device = run_opts.get("device") or sb.utils.distributed.infer_device()
+    loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
+
+    load_frozen_encoder(
+        hparams["encoder"],
+        checkpoint=hparams["encoder_checkpoint"],
+        cache_folder=hparams["cache_folder"],
+        hub_id=hparams["encoder_hub"],
+        random_init=hparams["encoder_random_init"],
+    )
+    return Recipe(hparams, run_opts, datasets, loaders)
