@@ -235,9 +235,11 @@ class ISTFTHead(nn.Module):
         """(B, T, dim) -> (B, T * hop_length).
 
         The first half of the projection is the log-magnitude (magnitude clamped to at most 100 after the
-        exp), the second half the phase in radians.
+        exp), the second half the phase in radians. The spectrum and the ISTFT are computed in float32, also
+        under mixed-precision autocast (complex half/bfloat16 is not supported).
         """
-        logmag, phase = self.proj(x).transpose(1, 2).chunk(2, dim=1)  # 2 x (B, n_fft // 2 + 1, T)
+        spectrum = self.proj(x).float().transpose(1, 2)
+        logmag, phase = spectrum.chunk(2, dim=1)  # 2 x (B, n_fft // 2 + 1, T)
         mag = logmag.exp().clamp(max=100.0)
         return self.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)))
 

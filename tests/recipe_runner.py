@@ -63,3 +63,34 @@ def parse_train_log(output_folder: Path) -> list[dict[str, float]]:
             row[key.strip()] = float(value)
         rows.append(row)
     return rows
+
+
+def load_hparams(hparams: str, overrides: dict) -> dict:
+    """Load ``hparams/<hparams>`` in-process, with a dummy data folder and the given overrides."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(ROOT / "hparams" / hparams) as stream:
+        return load_hyperpyyaml(stream, {"data_folder": "unused", **overrides})
+
+
+def build_brain(brain_class, hparams: dict):
+    """A Brain on CPU without checkpointer, ready for ``fit_batch``/``evaluate_batch`` calls."""
+    import speechbrain as sb
+
+    brain = brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+        checkpointer=None,
+    )
+    brain.on_fit_start()
+    brain.on_stage_start(sb.Stage.TRAIN, 1)
+    return brain
+
+
+def padded_batch(*signals):
+    """A SpeechBrain PaddedBatch of waveforms, as the data pipeline makes it."""
+    from speechbrain.dataio.batch import PaddedBatch
+
+    return PaddedBatch([{"id": f"utt{index}", "sig": sig} for index, sig in enumerate(signals)])

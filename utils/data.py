@@ -99,15 +99,15 @@ def _sorted_descending(hparams: dict, stage: str) -> bool:
     return not hparams.get("debug", False)
 
 
-def dataio_prepare(hparams: dict, min_duration: float = 0.0) -> dict[str, DynamicItemDataset]:
+def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, DynamicItemDataset]:
     """Build the train/valid/test datasets from the JSON manifests.
 
     Arguments
     ---------
     hparams : the loaded YAML. Reads ``{stage}_json``, ``{stage}_remove_if_longer``, ``sample_rate``,
         ``data_folder``, ``segment_size``, ``segment_pad`` and ``debug`` (optional).
-    min_duration : utterances shorter than this (seconds) are dropped from every split, e.g. the
-        decoder stage's crop length.
+    train_min_duration : training utterances shorter than this (seconds) are dropped, e.g. shorter than
+        the decoder stage's crop.
 
     Returns
     -------
@@ -121,7 +121,7 @@ def dataio_prepare(hparams: dict, min_duration: float = 0.0) -> dict[str, Dynami
         dataset = _filter(
             dataset,
             stage,
-            min_duration=min_duration,
+            min_duration=train_min_duration if stage == "train" else 0.0,
             max_duration=hparams[f"{stage}_remove_if_longer"],
             descending=_sorted_descending(hparams, stage),
         )

@@ -7,6 +7,7 @@ settings of the quickstart.
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +63,14 @@ def _load_hparams(hparams_file: str, overrides: dict) -> dict:
             raise
 
 
-def setup_recipe(argv: list[str], min_duration: float = 0.0) -> Recipe:
+def setup_recipe(argv: list[str], train_min_duration: Callable[[dict], float] | None = None) -> Recipe:
     """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, and load the frozen encoder (on every process).
 
     Arguments
     ---------
     argv : ``sys.argv[1:]``.
-    min_duration : utterances shorter than this many seconds are dropped (e.g. the decoder's crop).
+    train_min_duration : hparams -> seconds; shorter training utterances are dropped (the decoder's crop).
     """
     hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
     overrides = _read_overrides(overrides_yaml)
@@ -104,7 +105,8 @@ def setup_recipe(argv: list[str], min_duration: float = 0.0) -> Recipe:
         },
     )
     hparams["debug"] = run_opts.get("debug", False)
-    datasets = dataio_prepare(hparams, min_duration=min_duration)
+    min_seconds = train_min_duration(hparams) if train_min_duration is not None else 0.0
+    datasets = dataio_prepare(hparams, train_min_duration=min_seconds)
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
 

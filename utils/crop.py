@@ -1,0 +1,56 @@
+"""Random training crops of encoder features with the waveform samples they stand for."""
+
+import torch
+
+__all__ = ["min_crop_samples", "random_feature_crop"]
+
+
+def min_crop_samples(num_frames: int, kernel_sizes: list[int], strides: list[int]) -> int:
+    """Fewest waveform samples from which a strided conv stack yields ``num_frames`` frames.
+
+    E.g. WavLM's stack (kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2) has a 400-sample receptive field
+    and a 320-sample hop: 22 frames need 400 + 21 * 320 = 7120 samples.
+    """
+    receptive_field, hop = 1, 1
+    for kernel, stride in zip(kernel_sizes, strides, strict=True):
+        receptive_field += (kernel - 1) * hop
+        hop *= stride
+    return receptive_field + (num_frames - 1) * hop
+
+
+def random_feature_crop(
+    feats: torch.Tensor, sig: torch.Tensor, lens: torch.Tensor, num_frames: int, hop_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop ``num_frames`` feature frames per item, and the matching ``num_frames * hop_length`` samples.
+
+    The original recipe's arithmetic: with ``L`` padded frames, item b's usable frames are
+    ``clamp(ceil(L * lens[b]), num_frames, L)``; the start frame is uniform over the valid starts; frame
+    ``i`` of the crop covers samples ``[i * hop, (i + 1) * hop)`` of the waveform crop. Waveform indices
+    past the end repeat the last (padded) sample.
+
+    Arguments
+    ---------
+    feats : (B, L, D) features of the padded batch.
+    sig : (B, N) padded waveforms.
+    lens : (B,) relative lengths.
+    num_frames : crop length ``S`` in frames.
+    hop_length : samples per frame.
+
+    Returns
+    -------
+    feats_crop : (B, S, D)
+    sig_crop : (B, S * hop_length)
+    """
+    batch_size, total_frames, dim = feats.shape
+    if total_frames < num_frames:
+        raise ValueError(f"cannot crop {num_frames} frames from a batch of {total_frames} frames")
+    valid = torch.ceil(total_frames * lens).long().clamp(min=num_frames, max=total_frames)
+    max_start = valid - num_frames
+    start = (torch.rand(batch_size, device=feats.device) * (max_start + 1)).long()
+
+    frames = start[:, None] + torch.arange(num_frames, device=feats.device)
+    feats_crop = feats.gather(1, frames[..., None].expand(-1, -1, dim))
+
+    samples = start[:, None] * hop_length + torch.arange(num_frames * hop_length, device=sig.device)
+    sig_crop = sig.gather(1, samples.clamp(max=sig.shape[1] - 1))
+    return feats_crop, sig_crop
