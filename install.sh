@@ -52,6 +52,7 @@ PYEOF
 
 echo "[install] speechbrain and the recipe's extra requirements"
 pip_install -r requirements.txt
+pip_install --no-deps resemblyzer==0.1.4
 
 "$PY" - <<'PYEOF'
 import torch, torchaudio, speechbrain

@@ -1,0 +1,213 @@
+"""Plumbing the evaluation metrics share: lazy model loading that fails fast and clearly, cutting padded
+batches to their true lengths, and resampling to the 16 kHz the metric models expect.
+
+Loading never waits on an unreachable network: before a download is attempted the host is probed with a
+short timeout (skipped when a proxy is configured), and ``HF_HUB_OFFLINE=1`` is honoured. A model that
+cannot be loaded raises :class:`MetricUnavailableError`, whose ``reason`` is meant for the user; the same
+error is raised again on every later use without retrying.
+"""
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchaudio
+
+__all__ = [
+    "METRIC_SAMPLE_RATE",
+    "LazyModel",
+    "MetricUnavailableError",
+    "group_by_length",
+    "load_hf_pretrained",
+    "load_torch_hub",
+    "prepare_items",
+]
+
+logger = logging.getLogger(__name__)
+
+METRIC_SAMPLE_RATE = 16000
+PROBE_TIMEOUT = 5.0  # seconds; a reachable hub answers a TCP connect far faster
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+class MetricUnavailableError(RuntimeError):
+    """The model behind a metric could not be loaded.
+
+    Attributes
+    ----------
+    metric : the metric's label (e.g. ``"UTMOS"``).
+    source : the hub id or local path that was tried.
+    reason : a one-line explanation for the user (e.g. ``"network unreachable (...)"``).
+    """
+
+    def __init__(self, metric: str, source: str, reason: str) -> None:
+        self.metric, self.source, self.reason = metric, source, reason
+        super().__init__(f"{metric} unavailable: could not load {source} ({reason})")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why ``url``'s host cannot be reached (``None`` when a TCP connection succeeds).
+
+    With a proxy configured the direct probe says nothing, so it is skipped (``None``).
+    """
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return None
+    parsed = urlparse(url)
+    host = parsed.hostname or url
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"network unreachable: {host}:{port}: {error}"
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def load_hf_pretrained(metric: str, loader: Callable, source: str, **kwargs):
+    """``loader(source, **kwargs)`` (a transformers ``from_pretrained``) without waiting on a dead network.
+
+    ``source`` is a local folder (``save_pretrained`` format) or a hub id. A hub id is first looked up in
+    the local Hugging Face cache; only when it is missing there is the hub contacted, after a quick probe.
+    Any failure becomes :class:`MetricUnavailableError`.
+    """
+    try:
+        if Path(source).expanduser().is_dir():
+            return loader(str(Path(source).expanduser()), local_files_only=True, **kwargs)
+        try:
+            return loader(source, local_files_only=True, **kwargs)
+        except Exception as cache_miss:  # not (fully) in the local cache
+            if _hf_offline():
+                raise MetricUnavailableError(
+                    metric, source, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+                ) from cache_miss
+        from huggingface_hub.constants import ENDPOINT
+
+        reason = unreachable(ENDPOINT)
+        if reason is not None:
+            raise MetricUnavailableError(metric, source, reason)
+        return loader(source, **kwargs)
+    except MetricUnavailableError:
+        raise
+    except Exception as error:  # missing files, wrong format, hub errors: all mean "unavailable"
+        raise MetricUnavailableError(metric, source, _first_line(error)) from error
+
+
+def load_torch_hub(metric: str, source: str, entry: str, checkpoint: str | None = None):
+    """``torch.hub.load`` of ``entry`` from a GitHub repo (``owner/name[:ref]``) or a local clone folder.
+
+    A GitHub repo that is not in the torch hub cache yet is probed first, so an offline machine fails at
+    once. ``checkpoint`` (a local state_dict file) replaces the entry point's own weight download: the
+    entry is then called with ``pretrained=False`` and the file is loaded into it.
+    """
+    local = Path(source).expanduser()
+    kwargs = {"pretrained": False} if checkpoint else {}
+    try:
+        if local.is_dir():
+            model = torch.hub.load(str(local), entry, source="local", **kwargs)
+        else:
+            owner_name, _, ref = source.partition(":")
+            cached = Path(torch.hub.get_dir()) / "_".join(
+                [*owner_name.split("/"), (ref or "main").replace("/", "_")]
+            )
+            if not cached.is_dir():
+                reason = unreachable("https://github.com")
+                if reason is not None:
+                    raise MetricUnavailableError(metric, source, reason)
+            model = torch.hub.load(source, entry, trust_repo=True, **kwargs)
+        if checkpoint:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        return model.eval()
+    except MetricUnavailableError:
+        raise
+    except Exception as error:  # network, missing hubconf entry, bad weights: all mean "unavailable"
+        raise MetricUnavailableError(metric, source, _first_line(error)) from error
+
+
+class LazyModel:
+    """A model loaded once, on first use, then moved to whichever device the signals are on.
+
+    Several metrics may share one ``LazyModel`` (UTMOS and RefUTMOS do). A loading failure is remembered
+    and raised again (as the same :class:`MetricUnavailableError`) without retrying.
+
+    Arguments
+    ---------
+    load : builds the model on the CPU; raises :class:`MetricUnavailableError` when it cannot.
+    model_id : what the figures are labelled with (hub id or local path, plus the entry point if any).
+    model : an already-built model (skips ``load``).
+    """
+
+    def __init__(self, load: Callable[[], object], model_id: str, model: object = None) -> None:
+        self._load = load
+        self.model_id = model_id
+        self.model = model
+        self.error: MetricUnavailableError | None = None
+
+    def get(self, device: torch.device | str = "cpu"):
+        """The model, on ``device`` when it is a torch module."""
+        if self.model is None:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.model = self._load()
+            except MetricUnavailableError as error:
+                self.error = error
+                raise
+            logger.info(f"Loaded {self.model_id}")
+        if isinstance(self.model, torch.nn.Module):
+            self.model.to(device)
+        return self.model
+
+
+def true_lengths(lens: torch.Tensor | None, batch_size: int, num_samples: int) -> list[int]:
+    """Number of valid samples per item: ``round(lens * N)``, at least 1 (all ``N`` when ``lens`` is None)."""
+    if lens is None:
+        return [num_samples] * batch_size
+    lens = torch.as_tensor(lens, dtype=torch.float64).reshape(-1).cpu()
+    if lens.numel() != batch_size:
+        raise ValueError(f"lens has {lens.numel()} entries for a batch of {batch_size}")
+    return [min(num_samples, max(1, round(value * num_samples))) for value in lens.tolist()]
+
+
+def prepare_items(sig: torch.Tensor, lens: torch.Tensor | None, sample_rate: int) -> list[torch.Tensor]:
+    """Cut a padded batch ``(B, N)`` to its items' true lengths and resample each to 16 kHz (float32).
+
+    Cutting happens before resampling, so no padding leaks into an item through the resampling filter.
+    """
+    if sig.dim() != 2:
+        raise ValueError(f"expected a (batch, samples) signal, got shape {tuple(sig.shape)}")
+    if lens is not None and torch.as_tensor(lens).dim() > 1:
+        raise ValueError("lens must be a (batch,) tensor of relative lengths (was a signal passed as lens?)")
+    sig = sig.detach().float()
+    items = [sig[i, :n] for i, n in enumerate(true_lengths(lens, *sig.shape))]
+    if sample_rate != METRIC_SAMPLE_RATE:
+        items = [torchaudio.functional.resample(item, sample_rate, METRIC_SAMPLE_RATE) for item in items]
+    return items
+
+
+def group_by_length(items: list[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``items`` grouped by equal length, so that every group stacks without padding."""
+    groups: dict[int, list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault(item.shape[-1], []).append(index)
+    return list(groups.values())
+
+
+def check_pair(hyp: torch.Tensor, ref: torch.Tensor) -> None:
+    """Hypothesis and reference batches must have the same ``(B, N)`` shape."""
+    if hyp.dim() != 2 or hyp.shape != ref.shape:
+        raise ValueError(
+            f"hyp and ref must both be (batch, samples), got {tuple(hyp.shape)} and {tuple(ref.shape)}"
+        )

@@ -1,0 +1,122 @@
+"""Speaker similarity: cosine of WavLM-base-SV x-vectors of hypothesis and reference, as the original.
+
+The model is ``microsoft/wavlm-base-sv`` through ``transformers.AutoModelForAudioXVector`` (a local
+``save_pretrained`` folder can replace the hub id). As in the original recipe the raw 16 kHz waveform is
+the input (the hub feature extractor is not applied), very short items are replicate-padded on the
+right, and the figure is the mean cosine over utterances on a **0-1 scale** (the paper's tables show it
+×100).
+
+Difference from the original: it padded to 4880 samples, the shortest input the x-vector TDNN accepts,
+but that leaves a single TDNN frame whose (unbiased) standard deviation in the statistics pooling is NaN,
+so every item shorter than 5200 samples (0.325 s) got a NaN similarity. Here items are padded to 5200
+samples (two TDNN frames), the shortest length with a finite embedding; longer items are unaffected.
+
+Items are cut to their true length first and only items of equal length are batched together, so
+padding never reaches the model (and no attention mask is needed; the original's mask was all ones at its
+default batch size of 1). Masking alone would not be enough: WavLM-base normalises its first convolution
+over time (group norm), which an attention mask does not shield from padding.
+:class:`~utils.metrics.suite.QualityMetrics` falls back to Resemblyzer (``Sim-Resemblyzer``) when this
+model cannot be loaded.
+"""
+
+import torch
+import torch.nn.functional as F
+from speechbrain.utils.metric_stats import MetricStats
+
+from utils.metrics.common import LazyModel, check_pair, group_by_length, load_hf_pretrained, prepare_items
+
+__all__ = ["MIN_SAMPLES", "SV_SOURCE", "SpeakerSimilarity"]
+
+SV_SOURCE = "microsoft/wavlm-base-sv"
+MIN_SAMPLES = 5200  # the original's 4880 gives one TDNN frame and a NaN std (see the module docstring)
+
+
+def _load_xvector(label: str, source: str, cache_dir: str | None):
+    from transformers import AutoModelForAudioXVector
+
+    kwargs = {"cache_dir": cache_dir} if cache_dir else {}
+    return load_hf_pretrained(label, AutoModelForAudioXVector.from_pretrained, source, **kwargs).eval()
+
+
+def replicate_pad(item: torch.Tensor, length: int = MIN_SAMPLES) -> torch.Tensor:
+    """Right-pad a 1-D signal to ``length`` by repeating its last sample (no-op when long enough)."""
+    if item.shape[-1] >= length:
+        return item
+    return F.pad(item[None, None], (0, length - item.shape[-1]), mode="replicate")[0, 0]
+
+
+class SpeakerSimilarity(MetricStats):
+    """Mean cosine similarity (0-1 scale; the paper reports ×100) of x-vectors, hyp vs ref.
+
+    Arguments
+    ---------
+    sample_rate : sampling rate of the signals passed to ``append`` (resampled to 16 kHz).
+    source : hub id or local ``save_pretrained`` folder of an ``AutoModelForAudioXVector`` model.
+    cache_dir : Hugging Face cache folder (default: the usual HF cache).
+    model : an already-built x-vector model (skips loading).
+    label : the key of the figure in ``summarize``.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        source: str = SV_SOURCE,
+        cache_dir: str | None = None,
+        model: torch.nn.Module | None = None,
+        label: str = "Sim",
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.name = self.label = label
+        self.loader = LazyModel(lambda: _load_xvector(label, source, cache_dir), source, model)
+        self.model_id = source
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget all scores."""
+        self.ids: list[str] = []
+        self.scores: list[float] = []
+
+    def load(self, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
+        return self.loader.get(device)
+
+    @torch.no_grad()
+    def embed(self, items: list[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+        """(len(items), D) x-vectors of 16 kHz 1-D signals (each replicate-padded to MIN_SAMPLES)."""
+        model = self.load(device).eval()
+        items = [replicate_pad(item) for item in items]
+        embeddings: list[torch.Tensor | None] = [None] * len(items)
+        for group in group_by_length(items):
+            batch = torch.stack([items[i] for i in group]).to(device)  # no padding: no attention mask needed
+            output = model(input_values=batch).embeddings
+            for i, embedding in zip(group, output, strict=True):
+                embeddings[i] = embedding
+        return torch.stack(embeddings)
+
+    def append(
+        self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor | None = None
+    ) -> None:
+        """Score a batch: ``hyp``/``ref`` (B, N) at ``sample_rate``; ``lens`` (B,) relative or None."""
+        check_pair(hyp, ref)
+        items = prepare_items(
+            torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), self.sample_rate
+        )
+        embeddings = self.embed(items, hyp.device)
+        hyp_emb, ref_emb = embeddings[: len(ids)], embeddings[len(ids) :]
+        self.scores.extend(F.cosine_similarity(hyp_emb, ref_emb, dim=-1).tolist())
+        self.ids.extend(ids)
+
+    def summarize(self, field: str | None = None) -> dict[str, float] | float:
+        """``{label: mean cosine}`` (NaN if empty); ``field`` (label or "average") gives one number."""
+        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
+        if field is None:
+            return {self.label: mean}
+        if field in (self.label, "average"):
+            return mean
+        raise KeyError(field)
+
+    def write_stats(self, filestream) -> None:
+        """Per-utterance cosine similarities."""
+        filestream.write(f"{self.label} ({self.model_id}, cosine, 0-1): {self.summarize(self.label):.4f}\n")
+        for utt_id, score in zip(self.ids, self.scores, strict=True):
+            filestream.write(f"{utt_id} {score:.4f}\n")
