@@ -108,7 +108,9 @@ class Resynthesis(CodecBrain):
             g_losses = self.generator_loss(out, stage)
             d_loss = self.discriminator_loss(out)
         self._track_losses(d_loss, g_losses)
-        self.save_audios(batch.id, batch.sig[1], hyp=out.hyp[:, 0], ref=out.ref[:, 0])
+        lens = batch.sig[1]
+        self.save_audios(batch.id, lens, hyp=out.hyp[:, 0], ref=out.ref[:, 0])
+        self.score_audio(batch.id, out.hyp[:, 0], out.ref[:, 0], lens)
         return g_losses["G_loss"].detach().cpu()
 
     def _track_losses(self, d_loss: torch.Tensor, g_losses: dict[str, torch.Tensor]) -> None:
@@ -121,7 +123,7 @@ class Resynthesis(CodecBrain):
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
         """After training: next learning rate for both optimizers, checkpoint; log every stage."""
-        stats = {"loss": stage_loss, **self.tracked_means()}
+        stats = {"loss": stage_loss, **self.tracked_means(), **self.quality_stats(stage)}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             _, lr = self.hparams.scheduler(epoch)

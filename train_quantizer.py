@@ -9,6 +9,7 @@ The loss is the feature MSE (padding masked) plus the quantizer's entropy loss. 
 ``--decoder_checkpoint`` (the decoder stage's output) valid/test also write resynthesized audio.
 """
 
+import logging
 import sys
 from typing import NamedTuple
 
@@ -19,6 +20,8 @@ from utils.brain import CodecBrain, fit_length
 from utils.checkpoints import load_decoder
 from utils.metrics import CodeUsage
 from utils.recipe import setup_recipe
+
+logger = logging.getLogger(__name__)
 
 
 class QuantizerOutput(NamedTuple):
@@ -69,6 +72,7 @@ class Quantization(CodecBrain):
             decoder = self.hparams.decoder
             signals["hyp"] = fit_length(decoder(predictions.hyp_feats.float())[0], sig.shape[-1])
             signals["rec"] = fit_length(decoder(predictions.feats.float())[0], sig.shape[-1])
+            self.score_audio(batch.id, signals["hyp"], sig, lens)
         self.save_audios(batch.id, lens, **signals)
         return loss.detach().cpu()
 
@@ -76,6 +80,9 @@ class Quantization(CodecBrain):
         """Reset counters; valid/test count code usage over the whole set."""
         super().on_stage_start(stage, epoch)
         self.code_usage = CodeUsage(2**self.hparams.quantizer_code_dim)
+        if self.quality is not None and self.hparams.decoder_checkpoint is None:
+            logger.info("No --decoder_checkpoint: no resynthesized audio, so no audio-quality metrics")
+            self.quality = None
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
         """Log; after validation anneal the learning rate (NewBob) and checkpoint (best by loss)."""
@@ -89,6 +96,7 @@ class Quantization(CodecBrain):
             return
         stats["code_usage"] = self.code_usage.summarize("usage")
         stats["code_entropy"] = self.code_usage.summarize("entropy")
+        stats.update(self.quality_stats(stage))
         if stage == sb.Stage.VALID:
             _, lr = self.hparams.scheduler(stage_loss)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)

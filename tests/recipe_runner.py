@@ -59,8 +59,8 @@ def parse_train_log(output_folder: Path) -> list[dict[str, float]]:
     rows = []
     for line in (output_folder / "train_log.txt").read_text().splitlines():
         row = {}
-        for key, value in re.findall(r"([A-Za-z_ ]+): ([-+0-9.e]+)", line):
-            row[key.strip()] = float(value)
+        for key, value in re.findall(r"([A-Za-z_ -]+): ([-+0-9.e]+|nan|inf)", line):
+            row[key.strip(" -")] = float(value)
         rows.append(row)
     return rows
 

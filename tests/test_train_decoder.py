@@ -129,9 +129,11 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def decoder_run(corpus, tmp_path_factory) -> Path:
-    """One complete decoder-stage run, shared by the tests that inspect its outputs."""
+    """One complete decoder-stage run, shared by the tests that inspect its outputs. The test stage scores
+    UTMOS and Sim: offline, their models cannot load, so the fallbacks must step in."""
     out = tmp_path_factory.mktemp("runs") / "vocos"
-    run_recipe("train_decoder.py", "vocos.yaml", corpus, out, *ARGS, "--num_epochs", "1")
+    metrics = ["--compute_metrics", "True", "--metrics", "[utmos, sim]"]
+    run_recipe("train_decoder.py", "vocos.yaml", corpus, out, *ARGS, "--num_epochs", "1", *metrics)
     return out
 
 
@@ -146,6 +148,11 @@ def test_end_to_end(decoder_run):
     for key in ("train loss", "train D_loss", "train mel_loss", "valid loss", "valid mel_loss", "lr"):
         assert key in rows[0], key
     assert rows[-1]["Epoch loaded"] == 1 and "test loss" in rows[-1]
+    # Offline: UTMOS and Sim are unavailable, their fallbacks are reported under their own names
+    assert 1 < rows[-1]["test DNSMOS-OVRL"] < 5 and -1 <= rows[-1]["test Sim-Resemblyzer"] <= 1
+    assert "test UTMOS" not in rows[-1] and "test Sim" not in rows[-1]
+    report = (decoder_run / "metrics.txt").read_text()
+    assert "UTMOS: unavailable" in report and "Sim: unavailable" in report
     ckpt = checkpoints(decoder_run)
     assert len(ckpt) == 1
     for name in (

@@ -1,5 +1,5 @@
 """The parts of a ``sb.Brain`` both stages share: frozen-encoder features, validation frequency,
-resynthesized-audio dumps and running means of extra statistics."""
+resynthesized-audio dumps, audio-quality metrics and running means of extra statistics."""
 
 from collections import defaultdict
 from pathlib import Path
@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from speechbrain.dataio.dataio import write_audio
 from speechbrain.utils.distributed import if_main_process
+
+from utils.metrics import QualityMetrics
 
 __all__ = ["CodecBrain", "fit_length", "item_lengths"]
 
@@ -31,8 +33,10 @@ class CodecBrain(sb.Brain):
 
     Expects in ``hparams``: ``encoder`` (frozen WavLM, weights already loaded), ``augment``,
     ``augmentation``, ``valid_freq``, ``save_audios``, ``num_saved_audios``, ``sample_rate``,
-    ``output_folder`` and ``epoch_counter``. Frozen modules are listed in ``frozen_modules``: they
-    are moved to the device with the Brain but are neither trained nor checkpointed.
+    ``output_folder``, ``epoch_counter`` and, for the audio-quality metrics, ``compute_metrics``,
+    ``valid_metrics_every``, ``quality_metrics`` (a factory) and ``metrics_file``. Frozen modules are
+    listed in ``frozen_modules``: they are moved to the device with the Brain but are neither trained
+    nor checkpointed.
     """
 
     frozen_modules: tuple[str, ...] = ("encoder",)
@@ -70,10 +74,40 @@ class CodecBrain(sb.Brain):
             super()._fit_valid(valid_set, epoch, enable)
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
-        """Reset the per-stage audio counter and running statistics."""
+        """Reset the per-stage audio counter, running statistics and quality metrics."""
         self.saved_audios = 0
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
+        self.quality = self._quality_metrics(stage, epoch)
+
+    def _quality_metrics(self, stage: sb.Stage, epoch: int | None) -> QualityMetrics | None:
+        """The audio-quality metrics when this stage computes them (always at test with
+        ``compute_metrics``, at validation every ``valid_metrics_every`` epochs). Built once: the
+        models load at the first scored batch and are reused by later stages."""
+        every = self.hparams.valid_metrics_every
+        wanted = (stage == sb.Stage.TEST and self.hparams.compute_metrics) or (
+            stage == sb.Stage.VALID and every > 0 and epoch is not None and epoch % every == 0
+        )
+        if not wanted:
+            return None
+        if getattr(self, "_quality", None) is None:
+            self._quality = self.hparams.quality_metrics()
+        self._quality.clear()
+        return self._quality
+
+    def score_audio(self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor) -> None:
+        """Add a batch of (B, N) resynthesized/reference signals to this stage's quality metrics."""
+        if self.quality is not None:
+            self.quality.append(ids, hyp.float(), ref.float(), lens)
+
+    def quality_stats(self, stage: sb.Stage) -> dict[str, float]:
+        """This stage's quality figures (labelled by the model that made them); at test also written with
+        the per-utterance details (transcripts, scores) to ``metrics_file``."""
+        if self.quality is None:
+            return {}
+        if stage == sb.Stage.TEST and if_main_process():
+            self.quality.write_stats(self.hparams.metrics_file)
+        return self.quality.summarize()
 
     def track(self, **values: torch.Tensor | float) -> None:
         """Add one value per name to this stage's running means (e.g. loss terms)."""
