@@ -17,7 +17,8 @@ from speechbrain.nnet.schedulers import update_learning_rate
 
 from utils.brain import CodecBrain, fit_length
 from utils.crop import min_crop_samples, random_feature_crop
-from utils.recipe import setup_recipe
+from utils.pretrained import init_from_pretrained
+from utils.recipe import setup_recipe, train_and_test
 
 
 class GeneratorOutput(NamedTuple):
@@ -47,12 +48,11 @@ class Resynthesis(CodecBrain):
     def compute_forward(self, batch, stage: sb.Stage) -> GeneratorOutput:
         """Encode, crop (train only), generate; the output is fitted to the target length."""
         batch = batch.to(self.device)
-        sig, lens = self.maybe_augment(*batch.sig, stage)
-        feats = self.extract_feats(sig, lens)
+        inputs = self.features(batch, stage)  # cached whole-utterance features, or the frozen encoder
+        feats, sig = inputs.feats, inputs.sig
         if stage == sb.Stage.TRAIN and self.hparams.segment_size_feats is not None:
-            feats, sig = random_feature_crop(
-                feats, sig, lens, self.hparams.segment_size_feats, self.hparams.generator_hop_length
-            )
+            num_frames, hop = self.hparams.segment_size_feats, self.hparams.generator_hop_length
+            feats, sig = random_feature_crop(feats, sig, inputs.crop_lens, num_frames, hop)
         hyp = fit_length(self.modules.generator(feats)[0], sig.shape[-1])
         return GeneratorOutput(hyp[:, None], sig[:, None])
 
@@ -161,21 +161,9 @@ def crop_seconds(hparams: dict) -> float:
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, train_min_duration=crop_seconds)
     hparams = recipe.hparams
-    brain = Resynthesis(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=recipe.run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        recipe.datasets["train"],
-        recipe.datasets["valid"],
-        train_loader_kwargs=recipe.loader_kwargs["train"],
-        valid_loader_kwargs=recipe.loader_kwargs["valid"],
-    )
-    brain.evaluate(recipe.datasets["test"], max_key="epoch", test_loader_kwargs=recipe.loader_kwargs["test"])
+    if hparams["init_from"] is not None:  # fine-tuning (this run's checkpoint still wins on resume)
+        init_from_pretrained(hparams["init_from"], hparams=hparams, generator=hparams["generator"])
+    train_and_test(Resynthesis, recipe, max_key="epoch")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import torch
 from utils.brain import CodecBrain, fit_length
 from utils.checkpoints import load_decoder
 from utils.metrics import CodeUsage
-from utils.recipe import setup_recipe
+from utils.pretrained import init_from_pretrained
+from utils.recipe import setup_recipe, train_and_test
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ class Quantization(CodecBrain):
     def compute_forward(self, batch, stage: sb.Stage) -> QuantizerOutput:
         """Features -> latents -> binary codes (straight-through) -> features."""
         batch = batch.to(self.device)
-        sig, lens = self.maybe_augment(*batch.sig, stage)
-        feats = self.extract_feats(sig, lens)
+        feats, lens = self.features(batch, stage)[:2]  # cached, or the frozen encoder on the waveform
         lats = self.modules.compressor(feats)[0]
         codes, toks, aux_loss = self.modules.quantizer(lats)
         # Up-scaling restores at least T frames (more when T is not a multiple of the factor)
@@ -116,25 +116,18 @@ class Quantization(CodecBrain):
 
 
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv)
+    recipe = setup_recipe(argv, train_audio=False)  # training reads cached features only (when cached)
     hparams = recipe.hparams
     if hparams["decoder_checkpoint"] is not None:
         load_decoder(hparams["decoder"], hparams["decoder_checkpoint"])
-    brain = Quantization(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=recipe.run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        recipe.datasets["train"],
-        recipe.datasets["valid"],
-        train_loader_kwargs=recipe.loader_kwargs["train"],
-        valid_loader_kwargs=recipe.loader_kwargs["valid"],
-    )
-    brain.evaluate(recipe.datasets["test"], min_key="loss", test_loader_kwargs=recipe.loader_kwargs["test"])
+    if hparams["init_from"] is not None:  # fine-tuning (this run's checkpoint still wins on resume)
+        modules = {name: hparams[name] for name in ("compressor", "quantizer", "decompressor")}
+        if hparams["decoder_checkpoint"] is None:  # listen through the pretrained codec's decoder
+            modules["decoder"] = hparams["decoder"].requires_grad_(False).eval()
+        init_from_pretrained(hparams["init_from"], hparams=hparams, **modules)
+        if hparams["decoder_checkpoint"] is None:
+            hparams["decoder_checkpoint"] = hparams["init_from"]  # i.e. "a trained decoder is loaded"
+    train_and_test(Quantization, recipe, min_key="loss")
 
 
 if __name__ == "__main__":

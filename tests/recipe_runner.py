@@ -1,10 +1,22 @@
 """Running the training scripts through their real command line, as a user does."""
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from utils.train_logger import parse_train_log
+
+__all__ = [
+    "ROOT",
+    "build_brain",
+    "load_hparams",
+    "padded_batch",
+    "parse_train_log",
+    "recipe_command",
+    "recipe_env",
+    "run_recipe",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,17 +64,6 @@ def run_recipe(
     if check:
         assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
-
-
-def parse_train_log(output_folder: Path) -> list[dict[str, float]]:
-    """Every line of ``train_log.txt`` as ``{"epoch": 1, "train loss": ..., "valid loss": ...}``."""
-    rows = []
-    for line in (output_folder / "train_log.txt").read_text().splitlines():
-        row = {}
-        for key, value in re.findall(r"([A-Za-z_ -]+): ([-+0-9.e]+|nan|inf)", line):
-            row[key.strip(" -")] = float(value)
-        rows.append(row)
-    return rows
 
 
 def load_hparams(hparams: str, overrides: dict) -> dict:

@@ -16,7 +16,6 @@ from recipe_runner import (
     build_brain,
     load_hparams,
     padded_batch,
-    parse_train_log,
     recipe_command,
     recipe_env,
     run_recipe,
@@ -26,6 +25,7 @@ from focalcodec.wavlm import WavLM
 from train_decoder import Resynthesis
 from utils.crop import min_crop_samples, random_feature_crop
 from utils.sample_corpus import make_sample_corpus
+from utils.train_logger import parse_train_log
 
 # Small enough for the full-size HiFi-GAN discriminator on 2 CPU cores
 SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
@@ -143,7 +143,7 @@ def checkpoints(output_folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_end_to_end(decoder_run):
-    rows = parse_train_log(decoder_run)
+    rows = parse_train_log(decoder_run / "train_log.txt")
     assert rows[0]["epoch"] == 1
     for key in ("train loss", "train D_loss", "train mel_loss", "valid loss", "valid mel_loss", "lr"):
         assert key in rows[0], key
@@ -170,6 +170,21 @@ def test_end_to_end(decoder_run):
     for path in audios:
         info = sf.info(str(path))
         assert info.samplerate == 16000 and info.frames > 16000
+
+
+@pytest.mark.slow
+def test_tensorboard_and_curves(decoder_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(decoder_run / "tensorboard"), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for scalar in ("train/loss", "train/mel_loss", "train/D_loss", "valid/loss", "lr", "test/DNSMOS-OVRL"):
+        assert scalar in tags["scalars"], scalar
+    assert any(tag.startswith("valid/") and tag.endswith("/hyp") for tag in tags["audio"])
+    assert any(tag.startswith("valid/") and tag.endswith("/ref") for tag in tags["audio"])
+    assert any(tag.startswith("valid/") and tag.endswith("/mel") for tag in tags["images"])
+    assert (decoder_run / "training_curves.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -215,7 +230,7 @@ def test_resume_after_sigkill(corpus, tmp_path):
     process.wait()
 
     run_recipe("train_decoder.py", "vocos.yaml", corpus, out, *args)
-    epochs = [row["epoch"] for row in parse_train_log(out) if "epoch" in row]
+    epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
     assert epochs == [1, 2], epochs
     ckpt = checkpoints(out)[-1]
     brain = yaml.safe_load((ckpt / "brain.ckpt").read_text())
@@ -235,7 +250,7 @@ def test_two_process_ddp_gloo(corpus, tmp_path):
         cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
-    rows = parse_train_log(out)
+    rows = parse_train_log(out / "train_log.txt")
     assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]
 
 
@@ -255,5 +270,5 @@ def test_debug_mode(corpus, tmp_path):
         "--debug_epochs",
         "1",
     )
-    assert "test loss" in parse_train_log(out)[-1]
+    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
     shutil.rmtree(out)

@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from recipe_runner import ROOT, parse_train_log, recipe_command, recipe_env, run_recipe
+from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe
 
 from utils.sample_corpus import make_bad_files, make_sample_corpus
+from utils.train_logger import parse_train_log
 
 SPLITS = [
     "--train_split",
@@ -41,7 +42,7 @@ def test_end_to_end(corpus, tmp_path):
     out = tmp_path / "bsq"
     run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS)
 
-    rows = parse_train_log(out)
+    rows = parse_train_log(out / "train_log.txt")
     assert [row["epoch"] for row in rows[:-1]] == [1, 2]
     for row in rows[:-1]:
         for key in (
@@ -74,7 +75,7 @@ def test_end_to_end(corpus, tmp_path):
 def test_training_loss_goes_down(corpus, tmp_path):
     out = tmp_path / "bsq"
     run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "5", "--lr", "0.002")
-    rows = [row for row in parse_train_log(out) if "train rec_loss" in row]
+    rows = [row for row in parse_train_log(out / "train_log.txt") if "train rec_loss" in row]
     losses = [row["train rec_loss"] for row in rows]
     assert len(losses) == 5
     assert losses[-1] < 0.7 * losses[0], losses
@@ -141,7 +142,7 @@ def test_resume_after_sigkill(corpus, tmp_path):
     assert "epoch: 3" not in killed_log
 
     run_recipe("train_quantizer.py", "bsq.yaml", corpus, out, *args)
-    epochs = [row["epoch"] for row in parse_train_log(out) if "epoch" in row]
+    epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
     assert epochs == [1, 2, 3], epochs  # each epoch logged once: continued, not restarted
     brain = yaml.safe_load((checkpoints(out)[-1] / "brain.ckpt").read_text())
     batches_per_epoch = -(-len(list((corpus / "train-clean-100").rglob("*.wav"))) // 4)
@@ -164,7 +165,7 @@ def test_two_process_ddp_gloo(corpus, tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-5000:]
-    rows = parse_train_log(out)
+    rows = parse_train_log(out / "train_log.txt")
     assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]
 
 
@@ -173,7 +174,7 @@ def test_bf16_on_cpu(corpus, tmp_path):
     run_recipe(
         "train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1", "--precision", "bf16"
     )
-    assert "test loss" in parse_train_log(out)[-1]
+    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):

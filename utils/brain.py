@@ -3,6 +3,7 @@ resynthesized-audio dumps, audio-quality metrics and running means of extra stat
 
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import speechbrain as sb
 import torch
@@ -12,7 +13,7 @@ from speechbrain.utils.distributed import if_main_process
 
 from utils.metrics import QualityMetrics
 
-__all__ = ["CodecBrain", "fit_length", "item_lengths"]
+__all__ = ["CodecBrain", "Features", "fit_length", "item_lengths"]
 
 
 def fit_length(sig: torch.Tensor, length: int) -> torch.Tensor:
@@ -26,6 +27,15 @@ def fit_length(sig: torch.Tensor, length: int) -> torch.Tensor:
 def item_lengths(lens: torch.Tensor, total: int) -> list[int]:
     """Absolute lengths of the items of a padded batch, from SpeechBrain relative lengths."""
     return [round(float(rel) * total) for rel in lens]
+
+
+class Features(NamedTuple):
+    """Frozen-encoder features of a batch, with the waveform they come from (see ``CodecBrain.features``)."""
+
+    feats: torch.Tensor  # (B, T, D) features
+    lens: torch.Tensor  # (B,) relative lengths of the features (uncached: those of the waveform)
+    sig: torch.Tensor | None  # (B, N) waveform (None: a cached batch without audio)
+    crop_lens: torch.Tensor  # (B,) relative lengths for utils.crop.random_feature_crop
 
 
 class CodecBrain(sb.Brain):
@@ -60,6 +70,18 @@ class CodecBrain(sb.Brain):
         """Frozen WavLM6 features of a padded batch: (B, N) -> (B, T, D)."""
         return self.hparams.encoder(sig, length=lens)[0]
 
+    def features(self, batch, stage: sb.Stage) -> Features:
+        """The batch's frozen-encoder features: read from the feature cache when the batch carries them
+        (``feats``, see utils/feature_cache.py), else computed from the (augmented) waveform."""
+        if hasattr(batch, "feats"):
+            feats, lens = batch.feats
+            sig = batch.sig[0] if hasattr(batch, "sig") else None
+            # ceil(T * lens) must give each item's exact frame count; T * (T_b / T) can round up past T_b
+            frames = torch.round(lens * feats.shape[1])
+            return Features(feats, lens, sig, (frames - 0.5) / feats.shape[1])
+        sig, lens = self.maybe_augment(*batch.sig, stage)
+        return Features(self.extract_feats(sig, lens), lens, sig, lens)
+
     def maybe_augment(
         self, sig: torch.Tensor, lens: torch.Tensor, stage: sb.Stage
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +98,7 @@ class CodecBrain(sb.Brain):
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
         """Reset the per-stage audio counter, running statistics and quality metrics."""
         self.saved_audios = 0
+        self.stage = stage
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
         self.quality = self._quality_metrics(stage, epoch)
@@ -120,7 +143,8 @@ class CodecBrain(sb.Brain):
         return {name: self._sums[name] / self._counts[name] for name in self._sums}
 
     def save_audios(self, ids: list[str], lens: torch.Tensor, **signals: torch.Tensor) -> None:
-        """Write ``{id}_{name}.wav`` for the first ``num_saved_audios`` items of a valid/test stage.
+        """Write ``{id}_{name}.wav`` for the first ``num_saved_audios`` items of a valid/test stage (and
+        send ``ref``/``hyp`` with their mel spectrograms to TensorBoard).
 
         Arguments
         ---------
@@ -131,13 +155,16 @@ class CodecBrain(sb.Brain):
         remaining = self.hparams.num_saved_audios - self.saved_audios
         if not self.hparams.save_audios or remaining <= 0 or not if_main_process():
             return
-        folder = (
-            Path(self.hparams.output_folder) / "audios" / f"epoch{self.hparams.epoch_counter.current:04d}"
-        )
+        epoch = self.hparams.epoch_counter.current
+        folder = Path(self.hparams.output_folder) / "audios" / f"epoch{epoch:04d}"
         folder.mkdir(parents=True, exist_ok=True)
         for index, utt_id in enumerate(ids[:remaining]):
+            audios = {}
             for name, sig in signals.items():
                 length = item_lengths(lens[index : index + 1], sig.shape[-1])[0]
-                audio = sig[index, :length].detach().float().cpu()
-                write_audio(str(folder / f"{utt_id}_{name}.wav"), audio, self.hparams.sample_rate)
+                audios[name] = sig[index, :length].detach().float().cpu()
+                write_audio(str(folder / f"{utt_id}_{name}.wav"), audios[name], self.hparams.sample_rate)
+            if "hyp" in audios:
+                tag = f"{self.stage.name.lower()}/{utt_id}"
+                self.hparams.train_logger.log_audio_pair(tag, audios["ref"], audios["hyp"], epoch)
         self.saved_audios += min(len(ids), remaining)

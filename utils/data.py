@@ -6,7 +6,7 @@ modified (the original recipe resampled LibriTTS in place).
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import soundfile as sf
 import torch
@@ -16,7 +16,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-__all__ = ["STAGES", "dataio_prepare", "load_audio", "loader_kwargs"]
+__all__ = ["STAGES", "add_cached_features", "dataio_prepare", "load_audio", "loader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,27 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
         dataset.set_output_keys(["id", "sig"])
         datasets[stage] = dataset
     return datasets
+
+
+def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.Tensor], audio: bool) -> None:
+    """Serve the frozen-encoder features of ``cache`` as the item ``feats`` (see utils/feature_cache.py).
+
+    Arguments
+    ---------
+    dataset : a dataset of :func:`dataio_prepare`.
+    cache : uttid -> (T, D) float32 features, e.g. a ``FeatureCache``.
+    audio : keep ``sig`` among the outputs (the decoder stage's target, valid/test references). Without
+        it the audio is not even read.
+    """
+
+    @takes("id")
+    @provides("feats")
+    def pipeline(uttid: str) -> torch.Tensor:
+        return cache[uttid]
+
+    dataset.add_dynamic_item(pipeline)
+    keys = [key for key in dataset.pipeline.output_mapping if audio or key != "sig"]
+    dataset.set_output_keys([*keys, "feats"])
 
 
 def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device: str) -> dict:

@@ -50,7 +50,7 @@ def wavlm6_state_dict(path: str | os.PathLike, encoder: torch.nn.Module) -> dict
     encoder : the module that will load the weights (its keys drive the legacy remap).
     """
     state = load_state_dict_file(_weight_file(Path(path)))
-    if any(key.startswith("encoder.") for key in state):
+    if any(key.startswith("encoder.feature_extractor.") for key in state):  # a whole FocalCodec
         targets = [f"encoder.{key}" for key in encoder.state_dict()]
         codec_state = remap_legacy_state_dict(
             {k: v for k, v in state.items() if k.startswith("encoder.")}, targets

@@ -15,12 +15,14 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from utils.data import STAGES, dataio_prepare, loader_kwargs
+from utils.data import STAGES, add_cached_features, dataio_prepare, loader_kwargs
 from utils.encoder import load_frozen_encoder
+from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
+from utils.train_logger import plot_training_curves
 
-__all__ = ["Recipe", "setup_recipe"]
+__all__ = ["Recipe", "setup_recipe", "train_and_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +65,24 @@ def _load_hparams(hparams_file: str, overrides: dict) -> dict:
             raise
 
 
-def setup_recipe(argv: list[str], train_min_duration: Callable[[dict], float] | None = None) -> Recipe:
+def setup_recipe(
+    argv: list[str], train_min_duration: Callable[[dict], float] | None = None, train_audio: bool = True
+) -> Recipe:
     """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
-    the main process), build the datasets and loader options, and load the frozen encoder (on every process).
+    the main process), build the datasets and loader options, load the frozen encoder (on every process)
+    and, with ``feature_cache``, build or open the feature caches (utils/feature_cache.py).
 
     Arguments
     ---------
     argv : ``sys.argv[1:]``.
     train_min_duration : hparams -> seconds; shorter training utterances are dropped (the decoder's crop).
+    train_audio : whether training batches need the waveform when the features are cached (the decoder
+        stage's target); without it a cached training set does not read audio at all.
     """
     hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
     overrides = _read_overrides(overrides_yaml)
     hparams = _load_hparams(hparams_file, overrides)
+    check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -110,11 +118,45 @@ def setup_recipe(argv: list[str], train_min_duration: Callable[[dict], float] | 
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
 
+    encoder_checkpoint = hparams["encoder_checkpoint"]
+    init_from = hparams.get("init_from")
+    if encoder_checkpoint is None and init_from is not None and Path(init_from).is_dir():
+        encoder_checkpoint = init_from  # the fine-tuned codec's own encoder (before any feature cache)
     load_frozen_encoder(
         hparams["encoder"],
-        checkpoint=hparams["encoder_checkpoint"],
+        checkpoint=encoder_checkpoint,
         cache_folder=hparams["cache_folder"],
         hub_id=hparams["encoder_hub"],
         random_init=hparams["encoder_random_init"],
     )
+    if hparams.get("feature_cache", False):
+        # Every process: each builds its share of the shards, then all read the complete caches
+        for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
+            add_cached_features(datasets[stage], cache, audio=stage != "train" or train_audio)
     return Recipe(hparams, run_opts, datasets, loaders)
+
+
+def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoint: str) -> sb.Brain:
+    """Build the Brain from the YAML, train (resuming from the last checkpoint), test the best checkpoint
+    (``min_key=...`` or ``max_key=...``) and save a PNG of the training curves."""
+    hparams = recipe.hparams
+    brain = brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=recipe.run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        recipe.datasets["train"],
+        recipe.datasets["valid"],
+        train_loader_kwargs=recipe.loader_kwargs["train"],
+        valid_loader_kwargs=recipe.loader_kwargs["valid"],
+    )
+    brain.evaluate(
+        recipe.datasets["test"], test_loader_kwargs=recipe.loader_kwargs["test"], **best_checkpoint
+    )
+    if if_main_process():
+        plot_training_curves(hparams["train_log"], Path(hparams["output_folder"]) / "training_curves.png")
+    return brain
