@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Score codecs on a test set and write the paper-style table (Markdown + CSV).
+
+    python evaluate_codec.py --data results/bsq/0/save/test.json --output results/eval \\
+        --model ours=results/bsq/0+results/vocos/0 --model released=lucadellalib/focalcodec_50hz
+
+A model is ``NAME=SPEC``: SPEC is an official-format folder or Hugging Face Hub id, or
+``QUANTIZER_RUN+DECODER_RUN`` (the output folders of the two training stages). ``--data`` is a manifest
+written by the recipe (``save/test.json``) or a folder of audio files. Each row gives the token rate,
+bitrate, UTMOS (or DNSMOS when UTMOS cannot be loaded: the column is then named so), dWER/dCER
+(Whisper-small), speaker similarity, code usage and normalised entropy; the first row scores the input
+audio itself.
+"""
+
+import argparse
+import logging
+import sys
+
+from focalcodec.codec import FocalCodec
+from utils.evaluation import QUALITY_ONLY, evaluate_codec, list_utterances, score_reference, write_table
+from utils.metrics import QualityMetrics
+from utils.pretrained import codec_from_runs
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", required=True, help="test manifest (JSON) or folder of audio files")
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=SPEC", help="repeatable")
+    parser.add_argument("--output", required=True, help="folder for results.md and results.csv")
+    parser.add_argument("--max_utterances", type=int, default=None, help="score only the first N (sorted)")
+    parser.add_argument("--metrics", default="utmos,dwer,sim", help="comma-separated metric keys")
+    parser.add_argument("--no_fallback", action="store_true", help="no DNSMOS/Resemblyzer replacements")
+    parser.add_argument("--utmos_source", default="tarepan/SpeechMOS:v1.2.0")
+    parser.add_argument("--whisper_source", default="openai/whisper-small")
+    parser.add_argument("--sv_source", default="microsoft/wavlm-base-sv")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--allow_random_encoder",
+        action="store_true",
+        help="accept encoder_random_init runs (tests)",
+    )
+    return parser.parse_args(argv)
+
+
+def load_model(spec: str, allow_random_encoder: bool) -> FocalCodec:
+    """An official-format folder/hub id, or ``QUANTIZER_RUN+DECODER_RUN``."""
+    if "+" in spec:
+        quantizer_run, decoder_run = spec.split("+", 1)
+        return codec_from_runs(quantizer_run, decoder_run, allow_random_encoder=allow_random_encoder)
+    return FocalCodec.from_pretrained(spec)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s")
+    args = parse_args(argv)
+    models = []
+    for item in args.model:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise SystemExit(f"error: --model expects NAME=SPEC, got {item!r}")
+        models.append((name, spec))
+    utterances = list_utterances(args.data, args.max_utterances)
+
+    def metrics(keys: list[str]) -> QualityMetrics:
+        return QualityMetrics(
+            metrics=keys,
+            fallback=not args.no_fallback,
+            utmos_source=args.utmos_source,
+            whisper_source=args.whisper_source,
+            sv_source=args.sv_source,
+        )
+
+    keys = [key.strip() for key in args.metrics.split(",") if key.strip()]
+    rows = []
+    quality = [key for key in keys if key in QUALITY_ONLY]
+    if quality:
+        rows.append(score_reference(utterances, metrics(quality)))
+    suite = metrics(keys)
+    for name, spec in models:
+        codec = load_model(spec, args.allow_random_encoder)
+        rows.append(evaluate_codec(name, codec, utterances, suite, args.device))
+    markdown, table = write_table(rows, args.output)
+    print(markdown.read_text())
+    print(f"Wrote {markdown} and {table} ({len(utterances)} utterances)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

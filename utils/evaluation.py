@@ -1,0 +1,151 @@
+"""Scoring whole codecs on a test set: the paper's table (quality, intelligibility, speaker similarity,
+code usage) for any number of models, plus the reference audio's own scores."""
+
+import csv
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from focalcodec.codec import FocalCodec
+from utils.data import load_audio
+from utils.metrics import CodeUsage, QualityMetrics
+from utils.pretrained import token_rate
+
+__all__ = [
+    "QUALITY_ONLY",
+    "ModelScores",
+    "Utterance",
+    "evaluate_codec",
+    "list_utterances",
+    "score_reference",
+    "write_table",
+]
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+# Metrics that score one signal alone: the reference row shows these for the input audio
+QUALITY_ONLY = ("utmos", "dnsmos")
+
+
+@dataclass
+class Utterance:
+    """One test item: an id and its audio file."""
+
+    id: str
+    path: str
+
+
+@dataclass
+class ModelScores:
+    """One row of the table: a model's figures and the model behind each figure."""
+
+    name: str
+    token_rate: float | None = None
+    bitrate_kbps: float | None = None
+    figures: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def list_utterances(data: str | os.PathLike, max_utterances: int | None = None) -> list[Utterance]:
+    """Test items from a SpeechBrain JSON manifest (e.g. ``save/test.json``) or a folder of audio files.
+
+    Sorted by id, cut to ``max_utterances`` when given."""
+    data = Path(data)
+    if data.is_dir():
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        items = [Utterance(str(p.relative_to(data).with_suffix("")), str(p)) for p in files]
+    elif data.is_file():
+        manifest = json.loads(data.read_text(encoding="utf-8"))
+        items = sorted((Utterance(key, entry["wav"]) for key, entry in manifest.items()), key=lambda u: u.id)
+    else:
+        raise FileNotFoundError(f"{data} is neither a manifest (JSON) nor a folder of audio files")
+    if not items:
+        raise ValueError(f"no audio found in {data}")
+    return items[:max_utterances] if max_utterances else items
+
+
+@torch.no_grad()
+def evaluate_codec(
+    name: str,
+    codec: FocalCodec,
+    utterances: list[Utterance],
+    metrics: QualityMetrics,
+    device: str = "cpu",
+) -> ModelScores:
+    """Encode and resynthesize every utterance (one at a time, so no padding), score the output against
+    the input, and count the tokens over the whole set."""
+    codec = codec.to(device).eval()
+    usage = CodeUsage(2**codec.quantizer.dim)
+    metrics.clear()
+    for utt in tqdm(utterances, desc=f"evaluating {name}", dynamic_ncols=True):
+        sig = load_audio(utt.path, codec.sample_rate_input)[None].to(device)
+        toks, _, rec = codec(sig)
+        usage.append([utt.id], toks.cpu())
+        metrics.append([utt.id], rec.cpu(), sig.cpu())
+    rate = token_rate(codec)
+    figures = {
+        **metrics.summarize(),
+        "Code usage": usage.summarize("usage"),
+        "Entropy": usage.summarize("entropy"),
+    }
+    sources = {**metrics.sources(), "Code usage": "token histogram", "Entropy": "token histogram"}
+    kbps = rate * codec.quantizer.dim / 1000
+    return ModelScores(name, rate, kbps, figures, sources, dict(metrics.unavailable))
+
+
+@torch.no_grad()
+def score_reference(
+    utterances: list[Utterance], metrics: QualityMetrics, sample_rate: int = 16000
+) -> ModelScores:
+    """The input audio's own quality, as the table's first row: ``metrics`` should hold only metrics of
+    one signal (:data:`QUALITY_ONLY`), which then score the reference in place of a resynthesis."""
+    metrics.clear()
+    for utt in tqdm(utterances, desc="scoring the reference", dynamic_ncols=True):
+        sig = load_audio(utt.path, sample_rate)[None]
+        metrics.append([utt.id], sig, sig)
+    return ModelScores(
+        "reference", None, None, metrics.summarize(), metrics.sources(), dict(metrics.unavailable)
+    )
+
+
+def _format(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def write_table(rows: list[ModelScores], folder: str | os.PathLike) -> tuple[Path, Path]:
+    """``results.md`` (a Markdown table, with the model behind every figure and the unavailable metrics
+    listed under it) and ``results.csv`` in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(label for row in rows for label in row.figures))
+    header = ["model", "token rate (Hz)", "bitrate (kbps)", *columns]
+
+    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        for row in rows:
+            values = [row.figures.get(label) for label in columns]
+            writer.writerow([row.name, row.token_rate, row.bitrate_kbps, *values])
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row.name, _format(row.token_rate, 1), _format(row.bitrate_kbps)]
+        cells += [_format(row.figures.get(label)) for label in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    sources = {label: source for row in rows for label, source in row.sources.items()}
+    lines += ["", "Figures and the models that produced them:", ""]
+    lines += [f"- {label}: {sources[label]}" for label in columns if label in sources]
+    unavailable = {f"{row.name}: {metric}": why for row in rows for metric, why in row.unavailable.items()}
+    if unavailable:
+        lines += ["", "Unavailable metrics:", ""] + [f"- {key} — {why}" for key, why in unavailable.items()]
+    (folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "results.md", folder / "results.csv"
