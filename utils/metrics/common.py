@@ -16,11 +16,13 @@ from urllib.parse import urlparse
 
 import torch
 import torchaudio
+from speechbrain.utils.metric_stats import MetricStats
 
 __all__ = [
     "METRIC_SAMPLE_RATE",
     "LazyModel",
     "MetricUnavailableError",
+    "UtteranceScores",
     "group_by_length",
     "load_hf_pretrained",
     "load_torch_hub",
@@ -211,3 +213,39 @@ def check_pair(hyp: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(
             f"hyp and ref must both be (batch, samples), got {tuple(hyp.shape)} and {tuple(ref.shape)}"
         )
+
+
+class UtteranceScores(MetricStats):
+    """Base of the metrics that give one score per utterance and report their mean under ``label``.
+
+    Subclasses set ``label``, ``model_id`` and ``loader`` (a :class:`LazyModel`) and append to ``ids`` and
+    ``scores``; ``score_kind`` (e.g. ``"cosine"``) is shown by :meth:`write_stats`.
+    """
+
+    score_kind = ""
+
+    def clear(self) -> None:
+        """Forget all scores."""
+        self.ids: list[str] = []
+        self.scores: list[float] = []
+
+    def load(self, device: torch.device | str = "cpu"):
+        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
+        return self.loader.get(device)
+
+    def summarize(self, field: str | None = None) -> dict[str, float] | float:
+        """``{label: mean score}`` (NaN before any ``append``); ``field`` (the label or "average") gives the
+        number alone."""
+        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
+        if field is None:
+            return {self.label: mean}
+        if field in (self.label, "average"):
+            return mean
+        raise KeyError(field)
+
+    def write_stats(self, filestream) -> None:
+        """The mean, then per-utterance scores, one ``id score`` line each."""
+        kind = f", {self.score_kind}" if self.score_kind else ""
+        filestream.write(f"{self.label} ({self.model_id}{kind}): {self.summarize(self.label):.4f}\n")
+        for utt_id, score in zip(self.ids, self.scores, strict=True):
+            filestream.write(f"{utt_id} {score:.4f}\n")

@@ -18,9 +18,8 @@ embeddings.
 
 import numpy as np
 import torch
-from speechbrain.utils.metric_stats import MetricStats
 
-from utils.metrics.common import LazyModel, MetricUnavailableError, check_pair, prepare_items
+from utils.metrics.common import LazyModel, MetricUnavailableError, UtteranceScores, check_pair, prepare_items
 
 __all__ = ["ResemblyzerSimilarity"]
 
@@ -40,7 +39,7 @@ def _load_resemblyzer(label: str):
     return VoiceEncoder("cpu", verbose=False).eval()
 
 
-class ResemblyzerSimilarity(MetricStats):
+class ResemblyzerSimilarity(UtteranceScores):
     """Mean cosine similarity of Resemblyzer embeddings, hyp vs ref: ``{"Sim-Resemblyzer": mean}``.
 
     Arguments
@@ -48,6 +47,8 @@ class ResemblyzerSimilarity(MetricStats):
     sample_rate : sampling rate of the signals passed to ``append`` (resampled to 16 kHz).
     label : the key of the figure in ``summarize``.
     """
+
+    score_kind = "cosine"
 
     def __init__(self, sample_rate: int = 16000, label: str = "Sim-Resemblyzer") -> None:
         self.sample_rate = sample_rate
@@ -57,11 +58,6 @@ class ResemblyzerSimilarity(MetricStats):
         )
         self.model_id = self.loader.model_id
         self.clear()
-
-    def clear(self) -> None:
-        """Forget all scores."""
-        self.ids: list[str] = []
-        self.scores: list[float] = []
 
     def load(self, device: torch.device | str = "cpu"):
         """Load the encoder now (otherwise on the first ``append``); it always runs on the CPU."""
@@ -96,18 +92,3 @@ class ResemblyzerSimilarity(MetricStats):
             a, b = self.embed(hyp_item), self.embed(ref_item)
             self.scores.append(float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))))
         self.ids.extend(ids)
-
-    def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{label: mean cosine}`` (NaN if empty); ``field`` (label or "average") gives one number."""
-        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
-        if field is None:
-            return {self.label: mean}
-        if field in (self.label, "average"):
-            return mean
-        raise KeyError(field)
-
-    def write_stats(self, filestream) -> None:
-        """Per-utterance cosine similarities."""
-        filestream.write(f"{self.label} ({self.model_id}, cosine): {self.summarize(self.label):.4f}\n")
-        for utt_id, score in zip(self.ids, self.scores, strict=True):
-            filestream.write(f"{utt_id} {score:.4f}\n")

@@ -21,9 +21,15 @@ model cannot be loaded.
 
 import torch
 import torch.nn.functional as F
-from speechbrain.utils.metric_stats import MetricStats
 
-from utils.metrics.common import LazyModel, check_pair, group_by_length, load_hf_pretrained, prepare_items
+from utils.metrics.common import (
+    LazyModel,
+    UtteranceScores,
+    check_pair,
+    group_by_length,
+    load_hf_pretrained,
+    prepare_items,
+)
 
 __all__ = ["MIN_SAMPLES", "SV_SOURCE", "SpeakerSimilarity"]
 
@@ -45,7 +51,7 @@ def replicate_pad(item: torch.Tensor, length: int = MIN_SAMPLES) -> torch.Tensor
     return F.pad(item[None, None], (0, length - item.shape[-1]), mode="replicate")[0, 0]
 
 
-class SpeakerSimilarity(MetricStats):
+class SpeakerSimilarity(UtteranceScores):
     """Mean cosine similarity (0-1 scale; the paper reports ×100) of x-vectors, hyp vs ref.
 
     Arguments
@@ -56,6 +62,8 @@ class SpeakerSimilarity(MetricStats):
     model : an already-built x-vector model (skips loading).
     label : the key of the figure in ``summarize``.
     """
+
+    score_kind = "cosine, 0-1"
 
     def __init__(
         self,
@@ -70,15 +78,6 @@ class SpeakerSimilarity(MetricStats):
         self.loader = LazyModel(lambda: _load_xvector(label, source, cache_dir), source, model)
         self.model_id = source
         self.clear()
-
-    def clear(self) -> None:
-        """Forget all scores."""
-        self.ids: list[str] = []
-        self.scores: list[float] = []
-
-    def load(self, device: torch.device | str = "cpu") -> torch.nn.Module:
-        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
-        return self.loader.get(device)
 
     @torch.no_grad()
     def embed(self, items: list[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -105,18 +104,3 @@ class SpeakerSimilarity(MetricStats):
         hyp_emb, ref_emb = embeddings[: len(ids)], embeddings[len(ids) :]
         self.scores.extend(F.cosine_similarity(hyp_emb, ref_emb, dim=-1).tolist())
         self.ids.extend(ids)
-
-    def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{label: mean cosine}`` (NaN if empty); ``field`` (label or "average") gives one number."""
-        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
-        if field is None:
-            return {self.label: mean}
-        if field in (self.label, "average"):
-            return mean
-        raise KeyError(field)
-
-    def write_stats(self, filestream) -> None:
-        """Per-utterance cosine similarities."""
-        filestream.write(f"{self.label} ({self.model_id}, cosine, 0-1): {self.summarize(self.label):.4f}\n")
-        for utt_id, score in zip(self.ids, self.scores, strict=True):
-            filestream.write(f"{utt_id} {score:.4f}\n")

@@ -12,9 +12,15 @@ equal length are scored together, so no padding is ever seen by the model.
 """
 
 import torch
-from speechbrain.utils.metric_stats import MetricStats
 
-from utils.metrics.common import METRIC_SAMPLE_RATE, LazyModel, group_by_length, load_torch_hub, prepare_items
+from utils.metrics.common import (
+    METRIC_SAMPLE_RATE,
+    LazyModel,
+    UtteranceScores,
+    group_by_length,
+    load_torch_hub,
+    prepare_items,
+)
 
 __all__ = ["UTMOS", "UTMOS_ENTRY", "UTMOS_SOURCE", "RefUTMOS"]
 
@@ -22,7 +28,7 @@ UTMOS_SOURCE = "tarepan/SpeechMOS:v1.2.0"
 UTMOS_ENTRY = "utmos22_strong"
 
 
-class UTMOS(MetricStats):
+class UTMOS(UtteranceScores):
     """Mean UTMOS22-strong score over utterances, reported as ``{label: mean}``.
 
     Arguments
@@ -59,15 +65,6 @@ class UTMOS(MetricStats):
         self.model_id = self.loader.model_id
         self.clear()
 
-    def clear(self) -> None:
-        """Forget all scores."""
-        self.ids: list[str] = []
-        self.scores: list[float] = []
-
-    def load(self, device: torch.device | str = "cpu") -> torch.nn.Module:
-        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
-        return self.loader.get(device)
-
     @torch.no_grad()
     def append(self, ids: list[str], sig: torch.Tensor, lens: torch.Tensor | None = None) -> None:
         """Score a batch.
@@ -89,22 +86,6 @@ class UTMOS(MetricStats):
                 scores[i] = score
         self.ids.extend(ids)
         self.scores.extend(scores)
-
-    def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{label: mean score}`` (NaN before any ``append``); ``field`` (the label or "average") gives the
-        number alone."""
-        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
-        if field is None:
-            return {self.label: mean}
-        if field in (self.label, "average"):
-            return mean
-        raise KeyError(field)
-
-    def write_stats(self, filestream) -> None:
-        """Per-utterance scores, one ``id score`` line each."""
-        filestream.write(f"{self.label} ({self.model_id}): {self.summarize(self.label):.4f}\n")
-        for utt_id, score in zip(self.ids, self.scores, strict=True):
-            filestream.write(f"{utt_id} {score:.4f}\n")
 
 
 class RefUTMOS(UTMOS):
