@@ -5,10 +5,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 DATA_DIR = Path(__file__).parent / "data"
 REFERENCE_DIR = DATA_DIR / "reference"
 LISTING_DIR = DATA_DIR / "state_dict"
+TINY_BSQ = yaml.safe_load((DATA_DIR.parent.parent / "hparams" / "tiny" / "bsq.yaml").read_text())
+# WavLM kwargs of the small-model settings the quickstart and the recipe tests use
+TINY_ENCODER = {
+    key.removeprefix("encoder_"): value
+    for key, value in TINY_BSQ.items()
+    if key.startswith("encoder_") and key != "encoder_random_init"
+}
 
 
 @dataclass

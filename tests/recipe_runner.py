@@ -66,6 +66,21 @@ def run_recipe(
     return result
 
 
+def run_torchrun(
+    command: list[str], port: int, processes: int = 2, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a ``recipe_command`` as ``torchrun --nproc_per_node=<processes>`` with the gloo backend (CPU)."""
+    torchrun = [str(Path(command[0]).parent / "torchrun"), f"--nproc_per_node={processes}"]
+    return subprocess.run(
+        [*torchrun, f"--master_port={port}", *command[1:], "--distributed_backend=gloo"],
+        cwd=ROOT,
+        env=env or recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 def load_hparams(hparams: str, overrides: dict) -> dict:
     """Load ``hparams/<hparams>`` in-process, with a dummy data folder and the given overrides."""
     from hyperpyyaml import load_hyperpyyaml

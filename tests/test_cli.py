@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from helpers import TINY_ENCODER
 
 from focalcodec import cli
 from focalcodec.codec import FocalCodec
@@ -21,15 +22,7 @@ REAL_CLIPS = ("84-121123-0007.wav", "84-121123-0000.flac")  # 2.00 s each, 16 kH
 
 TINY_CONFIG = {
     "encoder_name": "WavLM",
-    "encoder_config": {
-        "hidden_dims": [32] * 7,
-        "num_layers": 2,
-        "dim": 64,
-        "ffn_dim": 128,
-        "num_heads": 4,
-        "conv_pos": 16,
-        "conv_pos_groups": 4,
-    },
+    "encoder_config": TINY_ENCODER,
     "compressor_name": "FocalEncoder",
     "compressor_config": {
         "input_dim": 64,

@@ -13,6 +13,7 @@ import soundfile as sf
 import speechbrain as sb
 import torch
 import yaml
+from helpers import TINY_ENCODER
 from recipe_runner import (
     ROOT,
     build_brain,
@@ -21,6 +22,7 @@ from recipe_runner import (
     recipe_command,
     recipe_env,
     run_recipe,
+    run_torchrun,
 )
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
@@ -43,15 +45,6 @@ from utils.sample_corpus import make_sample_corpus
 
 TINY_BSQ = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
-TINY_ENCODER = {
-    "hidden_dims": [32] * 7,
-    "num_layers": 2,
-    "dim": 64,
-    "ffn_dim": 128,
-    "num_heads": 4,
-    "conv_pos": 16,
-    "conv_pos_groups": 4,
-}
 DURATIONS = (1.0, 1.37, 0.9, 2.11, 1.6)  # seconds; every one holds a 22-frame decoder crop
 
 
@@ -406,13 +399,9 @@ def test_two_process_ddp_builds_shares_and_trains(sample_corpus, tmp_path):
         "train_quantizer.py", "bsq.yaml", sample_corpus, out, "--train_split", "[train-clean-100]",
         "--num_epochs", "1", "--feature_cache", "True", "--train_batch_size", "1",
     )  # fmt: skip
-    torchrun = [str(Path(command[0]).parent / "torchrun"), "--nproc_per_node=2", "--master_port=29541"]
     # One utterance per shard: each process computes half of them
     env = {**recipe_env(), "FOCALCODEC_FEATURE_CACHE_SHARD_BYTES": "1"}
-    result = subprocess.run(
-        [*torchrun, *command[1:], "--distributed_backend=gloo"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    result = run_torchrun(command, port=29541, env=env)
     assert result.returncode == 0, result.stderr[-5000:]
     train = cache_folders(out)["train"]
     assert len(list(train.glob("shard-*.json"))) == 6

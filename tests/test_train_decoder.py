@@ -19,6 +19,7 @@ from recipe_runner import (
     recipe_command,
     recipe_env,
     run_recipe,
+    run_torchrun,
 )
 
 from focalcodec.wavlm import WavLM
@@ -244,11 +245,7 @@ def test_resume_after_sigkill(corpus, tmp_path):
 def test_two_process_ddp_gloo(corpus, tmp_path):
     out = tmp_path / "vocos"
     command = recipe_command("train_decoder.py", "vocos.yaml", corpus, out, *ARGS, "--num_epochs", "1")
-    torchrun = [str(Path(command[0]).parent / "torchrun"), "--nproc_per_node=2", "--master_port=29534"]
-    result = subprocess.run(
-        [*torchrun, *command[1:], "--distributed_backend=gloo"],
-        cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    result = run_torchrun(command, port=29534)
     assert result.returncode == 0, result.stderr[-5000:]
     rows = parse_train_log(out / "train_log.txt")
     assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]

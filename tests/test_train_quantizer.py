@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe
+from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe, run_torchrun
 
 from utils.sample_corpus import make_bad_files, make_sample_corpus
 from utils.train_logger import parse_train_log
@@ -155,15 +155,7 @@ def test_resume_after_sigkill(corpus, tmp_path):
 def test_two_process_ddp_gloo(corpus, tmp_path):
     out = tmp_path / "bsq"
     command = recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1")
-    torchrun = [str(Path(command[0]).parent / "torchrun"), "--nproc_per_node=2", "--master_port=29533"]
-    result = subprocess.run(
-        [*torchrun, *command[1:], "--distributed_backend=gloo"],
-        cwd=ROOT,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_torchrun(command, port=29533)
     assert result.returncode == 0, result.stderr[-5000:]
     rows = parse_train_log(out / "train_log.txt")
     assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]
