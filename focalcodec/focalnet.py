@@ -101,16 +101,17 @@ class FocalModulation(nn.Module):
         self.normalize_modulator = normalize_modulator
         self.causal = causal
         self.in_proj = nn.Linear(dim, 2 * dim + focal_level + 1)
+        # Upstream registers the levels before the projections but draws their weights after them: the
+        # same order here gives the same initial weights at the same seed and the same parameter order.
+        self.layers = nn.ModuleList()
+        self.context_proj = nn.Conv1d(dim, dim, 1)
+        self.out_proj = nn.Linear(dim, dim)
         self.kernel_sizes = [focal_factor * level + focal_window for level in range(focal_level)]
         if causal:
             self.kernel_sizes.append(window_size)
-        self.layers = nn.ModuleList(
-            nn.Sequential(nn.Conv1d(dim, dim, kernel_size, groups=dim), nn.GELU())
-            for kernel_size in self.kernel_sizes
-        )
-        self.context_proj = nn.Conv1d(dim, dim, 1)
+        for kernel_size in self.kernel_sizes:
+            self.layers.append(nn.Sequential(nn.Conv1d(dim, dim, kernel_size, groups=dim), nn.GELU()))
         self.norm = _norm(dim, causal, tanhscale_init) if use_post_norm else nn.Identity()
-        self.out_proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
     def _pad(self, x: torch.Tensor, kernel_size: int, left_context: torch.Tensor | None) -> torch.Tensor:

@@ -131,15 +131,9 @@ class VocosBackbone(nn.Module):
         self.layers = nn.ModuleList(
             ConvNeXtBlock(dim, ffn_dim, kernel_size, layerscale_init, causal) for _ in range(num_layers)
         )
+        # PyTorch's default initialisation, as upstream's Vocos (the original Vocos paper's truncated
+        # normal is not used there).
         self.output_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """Vocos initialisation: truncated normal (std 0.02) weights and zero biases for convs and linears."""
-        if isinstance(module, nn.Conv1d | nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, left_contexts: LeftContexts) -> tuple[torch.Tensor, LeftContexts]:
         """Run the backbone.

@@ -66,3 +66,27 @@ def load_reference(name: str) -> dict:
 def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """The reference tolerance for float outputs (rtol 1e-4, atol 1e-5, float32)."""
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def seeded(cls: type, config: dict, seed: int = 0, noise: float = 0.0) -> torch.nn.Module:
+    """``cls(**config)`` built right after ``torch.manual_seed(seed)``; with ``noise``, every parameter is
+    then shifted by N(0, noise²) drawn in ``parameters()`` order (how the parity vectors were made)."""
+    torch.manual_seed(seed)
+    model = cls(**config)
+    with torch.no_grad():
+        for parameter in model.parameters() if noise else ():
+            parameter.add_(noise * torch.randn_like(parameter))
+    return model
+
+
+def assert_same_state(actual: dict, expected: dict) -> None:
+    """Same keys in the same order (the parameter registration order) and bit-identical tensors."""
+    assert list(actual) == list(expected)
+    different = [key for key in expected if not torch.equal(actual[key], expected[key])]
+    assert not different, f"{len(different)} of {len(expected)} tensors differ, e.g. {different[:3]}"
+
+
+def initial_weights(name: str) -> dict:
+    """Upstream's initial weights right after ``torch.manual_seed(0)`` (``init_weights.pt``): the entry of
+    ``name`` with its ``config`` and ``state_dict``."""
+    return load_reference("init_weights")["modules"][name]

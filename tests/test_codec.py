@@ -6,7 +6,15 @@ import re
 
 import pytest
 import torch
-from helpers import LISTING_DIR, assert_close, assert_matches_listing, load_reference, read_listing
+from helpers import (
+    LISTING_DIR,
+    assert_close,
+    assert_matches_listing,
+    assert_same_state,
+    load_reference,
+    read_listing,
+    seeded,
+)
 from safetensors.torch import load_file, save_file
 
 from focalcodec.checkpoint import remap_legacy_state_dict
@@ -29,14 +37,6 @@ def reference_model(name: str) -> tuple[FocalCodec, dict]:
     return model.eval(), ref
 
 
-def assert_same_state(actual: torch.nn.Module, expected: torch.nn.Module) -> None:
-    """Identical state_dicts (keys, dtypes and values)."""
-    actual_state, expected_state = actual.state_dict(), expected.state_dict()
-    assert list(actual_state) == list(expected_state)
-    for key, value in expected_state.items():
-        assert torch.equal(actual_state[key], value), key
-
-
 def assert_same_outputs(actual: FocalCodec, expected: FocalCodec, sig: torch.Tensor) -> None:
     """Bit-identical ``forward`` outputs."""
     with torch.no_grad():
@@ -46,6 +46,13 @@ def assert_same_outputs(actual: FocalCodec, expected: FocalCodec, sig: torch.Ten
 
 # --------------------------------------------------------------------------------------------------
 # Parity with the upstream end-to-end vectors
+
+
+@pytest.mark.parametrize("name", E2E_FILES)
+def test_reference_weights_are_upstreams_initialisation_plus_noise(name: str) -> None:
+    """The whole codec builds its parts in upstream's order: seed 0 plus noise gives the file's weights."""
+    ref = load_reference(name)
+    assert_same_state(seeded(FocalCodec, ref["config"], noise=0.05).state_dict(), ref["state_dict"])
 
 
 @pytest.mark.parametrize("name", E2E_FILES)
@@ -154,14 +161,14 @@ def test_to_pretrained_round_trip(tmp_path) -> None:
 
     for location in (folder, str(folder), folder / "config.json"):
         loaded = FocalCodec.from_pretrained(location)
-        assert_same_state(loaded, model)
+        assert_same_state(loaded.state_dict(), model.state_dict())
         assert_same_outputs(loaded, model, sig)
 
     # model.pt fallback
     torch.save(model.state_dict(), folder / "model.pt")
     (folder / "model.safetensors").unlink()
     loaded = FocalCodec.from_pretrained(folder)
-    assert_same_state(loaded, model)
+    assert_same_state(loaded.state_dict(), model.state_dict())
     (folder / "model.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"model\.safetensors, model\.pt"):
         FocalCodec.from_pretrained(folder)
@@ -269,7 +276,7 @@ def test_legacy_checkpoint(name: str, tmp_path) -> None:
     (folder / "config.json").write_text(json.dumps(ref["config"]))
     save_file(legacy_state_dict(model), folder / "model.safetensors")
     loaded = FocalCodec.from_pretrained(folder)
-    assert_same_state(loaded, model)
+    assert_same_state(loaded.state_dict(), model.state_dict())
     assert_same_outputs(loaded, model, ref["inputs"]["sig"])
 
 

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, assert_matches_listing, load_reference, read_listing
+from helpers import (
+    assert_close,
+    assert_matches_listing,
+    assert_same_state,
+    initial_weights,
+    load_reference,
+    read_listing,
+    seeded,
+)
 
 from focalcodec.focalnet import ChunkFeedForward, FocalDecoder, FocalEncoder, FocalModulation
 
@@ -60,6 +68,22 @@ def test_parity(name: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize(("name", "cls"), [("focal_encoder", FocalEncoder), ("focal_decoder", FocalDecoder)])
+def test_initialisation_draws_upstreams_tensors(name: str, cls: type) -> None:
+    """At the same seed, the same initial weights as upstream, registered in the same order."""
+    entry = initial_weights(name)
+    assert_same_state(seeded(cls, entry["config"]).state_dict(), entry["state_dict"])
+
+
+@pytest.mark.parametrize("name", PARITY_FILES)
+def test_reference_weights_are_upstreams_initialisation_plus_noise(name: str) -> None:
+    """Every parity file (causal, options, down/upscaling) is upstream's seed-0 initialisation plus noise
+    drawn in upstream's parameter order: both orders are ours too."""
+    ref = load_reference(name)
+    cls = FocalEncoder if name.startswith("focal_encoder") else FocalDecoder
+    assert_same_state(seeded(cls, ref["config"], noise=0.05).state_dict(), ref["state_dict"])
+
+
 def test_same_padding_matches_pytorch() -> None:
     """Non-causal level convolutions pad like ``padding='same'`` for odd (recipe) and even (hub) kernels."""
     torch.manual_seed(0)

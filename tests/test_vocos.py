@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, assert_matches_listing, load_reference, read_listing
+from helpers import (
+    assert_close,
+    assert_matches_listing,
+    assert_same_state,
+    initial_weights,
+    load_reference,
+    read_listing,
+    seeded,
+)
 
 from focalcodec.vocos import ISTFT, Vocos
 
@@ -39,6 +47,19 @@ def test_reference(name: str) -> None:
     assert sig.shape == (2, 49 * HOP) and sig_short.shape == (1, 7 * HOP)
     assert_close(sig, ref["outputs"]["sig"])
     assert_close(sig_short, ref["outputs"]["sig_short"])
+
+
+@pytest.mark.parametrize("name", ["vocos", "vocos_causal"])
+def test_initialisation_draws_upstreams_tensors(name: str) -> None:
+    """At the same seed, the same initial weights as upstream (PyTorch's default initialisation)."""
+    entry = initial_weights(name)
+    assert_same_state(seeded(Vocos, entry["config"]).state_dict(), entry["state_dict"])
+
+
+@pytest.mark.parametrize("name", ["vocos", "vocos_causal"])
+def test_reference_weights_are_upstreams_initialisation_plus_noise(name: str) -> None:
+    ref = load_reference(name)
+    assert_same_state(seeded(Vocos, ref["config"], noise=0.05).state_dict(), ref["state_dict"])
 
 
 def test_full_size_listing() -> None:

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, assert_matches_listing, load_reference, read_listing
+from helpers import (
+    assert_close,
+    assert_matches_listing,
+    assert_same_state,
+    initial_weights,
+    load_reference,
+    read_listing,
+    seeded,
+)
 
 from focalcodec.wavlm import PositionalEmbedding, WavLM, relative_position_bucket
 
@@ -52,6 +60,17 @@ def test_parity_with_upstream(name, output, call):
     with torch.no_grad():
         feats = call(model, ref["inputs"])[0]
     assert_close(feats, ref["outputs"][output])
+
+
+def test_initialisation_draws_upstreams_tensors():
+    entry = initial_weights("wavlm")
+    assert_same_state(seeded(WavLM, entry["config"]).state_dict(), entry["state_dict"])
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wavlm_causal"])
+def test_reference_weights_are_upstreams_initialisation_plus_noise(name):
+    ref = load_reference(name)
+    assert_same_state(seeded(WavLM, ref["config"], noise=0.05).state_dict(), ref["state_dict"])
 
 
 def test_relative_position_bucket_check_values():
