@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export a trained FocalCodec in the official checkpoint format (``config.json`` + ``model.safetensors``).
+"""Export a trained FocalCodec in the official checkpoint format (``config.json`` + ``model.safetensors``,
+and ``model.json`` for the upstream package's local loader).
 
     python export_codec.py --quantizer results/bsq/0 --decoder results/vocos/0 --output my_codec
 
@@ -8,7 +9,9 @@ lowest validation loss by default, or one ``CKPT+*`` folder), ``--decoder`` that
 (the checkpoint with the highest epoch, or one ``CKPT+*`` folder / ``generator.ckpt``). The frozen encoder's
 weights are those the quantizer run used (its ``encoder_checkpoint``, or the cached download of
 ``encoder_hub``) unless ``--encoder_checkpoint`` is given. The result loads with
-``FocalCodec.from_pretrained("my_codec")`` and ``python -m focalcodec.cli``.
+``FocalCodec.from_pretrained("my_codec")`` and ``python -m focalcodec.cli`` here, and with
+``FocalCodec.from_pretrained("my_codec/model")`` in the upstream ``focalcodec`` package (a local path is a
+stem there). The folder can be pushed to the Hugging Face Hub as is.
 """
 
 import argparse
@@ -16,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from focalcodec.codec import CONFIG_FILE, WEIGHT_FILES
+from focalcodec.codec import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
 from utils.pretrained import StageRun, codec_from_runs, token_rate
 
 
@@ -31,7 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--decoder", required=True, help="decoder-stage output folder (or a CKPT+ folder / generator.ckpt)"
     )
     parser.add_argument(
-        "--output", required=True, help="folder to write config.json and model.safetensors to"
+        "--output", required=True, help="folder to write config.json, model.json and model.safetensors to"
     )
     parser.add_argument(
         "--quantizer_checkpoint",
@@ -63,7 +66,8 @@ def main(argv: list[str]) -> int:
         if name.startswith("speechbrain"):
             logging.getLogger(name).setLevel(logging.WARNING)
     output = Path(args.output)
-    existing = [output / name for name in (CONFIG_FILE, *WEIGHT_FILES) if (output / name).exists()]
+    names = (CONFIG_FILE, UPSTREAM_CONFIG_FILE, *WEIGHT_FILES)
+    existing = [output / name for name in names if (output / name).exists()]
     if existing and not args.overwrite:
         print(
             f"error: {output} already holds a checkpoint ({existing[0].name}); use --overwrite",
@@ -89,13 +93,14 @@ def main(argv: list[str]) -> int:
     rate = token_rate(codec)
     bits = codec.quantizer.dim
     parameters = sum(parameter.numel() for parameter in codec.parameters())
-    print(f"Exported to {output} ({CONFIG_FILE}, {WEIGHT_FILES[0]}): {parameters:,} parameters")
+    files = f"{CONFIG_FILE}, {UPSTREAM_CONFIG_FILE}, {WEIGHT_FILES[0]}"
+    print(f"Exported to {output} ({files}): {parameters:,} parameters")
     print(
         f"Token rate {rate:g} Hz, {bits} bits per token ({codec.quantizer.codebook_size} codes): "
         f"{bits * rate:g} bps = {bits * rate / 1000:.2f} kbps"
     )
     print(f"Input {codec.sample_rate_input} Hz, output {codec.sample_rate_output} Hz")
-    print(f'Load with: FocalCodec.from_pretrained("{output}")')
+    print(f'Load with: FocalCodec.from_pretrained("{output}") (upstream package: "{output / "model"}")')
     if StageRun.read(args.quantizer).setting("encoder_random_init", False):
         print("WARNING: the encoder of this codec is RANDOMLY INITIALISED (a smoke-run export)")
     return 0

@@ -34,7 +34,7 @@ from focalcodec.focalnet import FocalDecoder, FocalEncoder
 from focalcodec.vocos import Vocos
 from focalcodec.wavlm import WavLM
 
-__all__ = ["CONFIG_FILE", "REGISTRY", "WEIGHT_FILES", "FocalCodec"]
+__all__ = ["CONFIG_FILE", "REGISTRY", "UPSTREAM_CONFIG_FILE", "WEIGHT_FILES", "FocalCodec"]
 
 REGISTRY: dict[str, type[nn.Module]] = {
     cls.__name__: cls for cls in (BinarySphericalQuantizer, FocalDecoder, FocalEncoder, Vocos, WavLM)
@@ -42,6 +42,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
 """The classes a ``*_name`` constructor argument can pick."""
 
 CONFIG_FILE = "config.json"
+UPSTREAM_CONFIG_FILE = "model.json"
+"""The config again, beside ``model.safetensors``: upstream's loader reads ``<stem>.json`` for a local stem."""
 WEIGHT_FILES = ("model.safetensors", "model.pt")
 """Weight files of a checkpoint, in order of preference."""
 
@@ -153,22 +155,26 @@ def _check_matching_set(matching_set: torch.Tensor, dim: int, num_splits: int) -
 # Checkpoint locations
 
 
-def _split_location(config: str | os.PathLike) -> tuple[Path | None, str, str]:
-    """Where a checkpoint lives: ``(local folder or None, Hub repo id, config file name)``.
+def _split_location(config: str | os.PathLike) -> tuple[Path | None, str, str, tuple[str, ...]]:
+    """Where a checkpoint lives: ``(local folder or None, Hub repo id, config file name, weight files)``.
 
-    A local folder holds ``config.json``; a local ``*.json`` file names the config inside its folder.
-    Anything else is a Hub repo id, optionally followed by ``/<file>.json``.
+    A local folder holds ``config.json`` and ``model.safetensors``; a local ``*.json`` file names the config
+    inside its folder (same weight files); a local path *stem* ``dir/name`` means ``dir/name.json`` and
+    ``dir/name.safetensors`` (upstream's local convention, e.g. ``my_codec/model``). Anything else is a Hub
+    repo id, optionally followed by ``/<file>.json``.
     """
     path = Path(config)
     if path.is_dir():
-        return path, "", CONFIG_FILE
+        return path, "", CONFIG_FILE, WEIGHT_FILES
     if path.suffix == ".json" and path.is_file():
-        return path.parent, "", path.name
+        return path.parent, "", path.name, WEIGHT_FILES
+    if path.with_name(path.name + ".json").is_file():
+        return path.parent, "", path.name + ".json", (f"{path.name}.safetensors", f"{path.name}.pt")
     location = os.fspath(config)
     if location.endswith(".json"):
         repo_id, _, filename = location.rpartition("/")
-        return None, repo_id, filename
-    return None, location, CONFIG_FILE
+        return None, repo_id, filename, WEIGHT_FILES
+    return None, location, CONFIG_FILE, WEIGHT_FILES
 
 
 def _fetch(folder: Path | None, repo_id: str, filenames: Sequence[str], hf_kwargs: dict) -> Path:
@@ -555,6 +561,8 @@ class FocalCodec(nn.Module):
         config : a dict of constructor arguments, or where a checkpoint lives:
             * a local folder holding ``config.json`` (and ``model.safetensors`` or ``model.pt``);
             * a local ``*.json`` config file (weights in the same folder);
+            * a local path stem ``dir/name`` for ``dir/name.json`` + ``dir/name.safetensors`` (upstream's
+              local convention: ``FocalCodec.from_pretrained("my_codec/model")``);
             * a Hugging Face Hub repo id such as ``"lucadellalib/focalcodec_50hz"``, or
               ``"<repo>/<file>.json"`` (weights from the same repo).
         pretrained : also load the weights (strictly, remapping the legacy layout if needed).
@@ -570,7 +578,7 @@ class FocalCodec(nn.Module):
                 raise ValueError("pretrained=True needs a checkpoint location (folder, .json file or Hub id)")
             arguments = copy.deepcopy(dict(config))
         else:
-            folder, repo_id, config_name = _split_location(config)
+            folder, repo_id, config_name, weight_files = _split_location(config)
             config_file = _fetch(folder, repo_id, [config_name], hf_kwargs)
             arguments = json.loads(config_file.read_text())
             if not isinstance(arguments, dict):
@@ -583,7 +591,7 @@ class FocalCodec(nn.Module):
         _apply_overrides(arguments, overrides or {})
         model = cls(**arguments)
         if pretrained:
-            model.load_weights(_fetch(folder, repo_id, WEIGHT_FILES, hf_kwargs))
+            model.load_weights(_fetch(folder, repo_id, weight_files, hf_kwargs))
         return model
 
     @classmethod
@@ -599,11 +607,16 @@ class FocalCodec(nn.Module):
         self.load_state_dict(remap_legacy_state_dict(state, self.state_dict().keys()))
 
     def to_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Save in the released format: ``config.json`` and ``model.safetensors`` (flat float32 keys).
+        """Save in the released format: ``config.json`` and ``model.safetensors`` (flat float32 keys), plus
+        ``model.json``, the same config under the name upstream's local loader reads.
+
+        The folder can be pushed to a model hub as is, and loads with ``from_pretrained(folder)`` here and
+        ``FocalCodec.from_pretrained("<folder>/model")`` in the upstream ``focalcodec`` package (a local
+        path is a stem there: ``<stem>.json`` + ``<stem>.safetensors``).
 
         Arguments
         ---------
-        folder : created if needed; :meth:`from_pretrained` loads it back.
+        folder : created if needed.
 
         Returns
         -------
@@ -613,7 +626,9 @@ class FocalCodec(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_FILE).write_text(json.dumps(self.to_config(), indent=2) + "\n")
+        config = json.dumps(self.to_config(), indent=2) + "\n"
+        for name in (CONFIG_FILE, UPSTREAM_CONFIG_FILE):
+            (folder / name).write_text(config)
         state = {
             key: value.detach().to(device="cpu", dtype=torch.float32).contiguous()
             for key, value in self.state_dict().items()

@@ -152,14 +152,19 @@ def test_to_pretrained_round_trip(tmp_path) -> None:
     model, ref = reference_model("focalcodec_e2e_downscale")
     sig = ref["inputs"]["sig"]
     folder = model.to_pretrained(tmp_path / "codec")
-    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "model.json",
+        "model.safetensors",
+    ]
     config = json.loads((folder / "config.json").read_text())
     assert set(config) == ARGUMENTS and config == ref["config"] == model.to_config()
+    assert json.loads((folder / "model.json").read_text()) == config
     weights = load_file(folder / "model.safetensors")
     assert sorted(weights) == sorted(model.state_dict())
     assert {value.dtype for value in weights.values()} == {torch.float32}
 
-    for location in (folder, str(folder), folder / "config.json"):
+    for location in (folder, str(folder), folder / "config.json", folder / "model", f"{folder}/model"):
         loaded = FocalCodec.from_pretrained(location)
         assert_same_state(loaded.state_dict(), model.state_dict())
         assert_same_outputs(loaded, model, sig)
@@ -175,6 +180,25 @@ def test_to_pretrained_round_trip(tmp_path) -> None:
     # from_config without weights: the architecture only
     assert FocalCodec.from_config(folder).to_config() == model.to_config()
     assert FocalCodec.from_config(ref["config"]).to_config() == model.to_config()
+
+
+def upstream_local_from_pretrained(stem: str) -> FocalCodec:
+    """What upstream's ``FocalCodec.from_pretrained(<local path>)`` does (focalcodec @ 912b7f2): the path is
+    a stem, ``<stem>.json`` holds the ten arguments and ``<stem>.safetensors`` the weights, loaded strictly."""
+    with open(f"{stem}.json") as stream:
+        model = FocalCodec(**json.load(stream))
+    model.load_state_dict(load_file(f"{stem}.safetensors"), strict=True)
+    return model
+
+
+def test_export_opens_with_upstreams_local_convention(tmp_path) -> None:
+    """The call the README shows for the upstream package, on what ``to_pretrained`` writes."""
+    model, ref = reference_model("focalcodec_e2e")
+    model.to_pretrained(tmp_path / "my_codec")
+    loaded = upstream_local_from_pretrained(f"{tmp_path}/my_codec/model")
+    assert_same_outputs(loaded, model, ref["inputs"]["sig"])
+    with torch.no_grad():
+        assert torch.equal(loaded.eval().sig_to_toks(ref["inputs"]["sig"]), ref["outputs"]["toks"])
 
 
 def test_overrides(tmp_path) -> None:
