@@ -90,3 +90,16 @@ def initial_weights(name: str) -> dict:
     """Upstream's initial weights right after ``torch.manual_seed(0)`` (``init_weights.pt``): the entry of
     ``name`` with its ``config`` and ``state_dict``."""
     return load_reference("init_weights")["modules"][name]
+
+
+def assert_matches_listing_part(module: torch.nn.Module, listing: Listing, prefix: str) -> None:
+    """The module's state_dict has exactly the keys (without ``<prefix>.``) and shapes of one part of a
+    whole-codec listing, e.g. the ``compressor`` of ``FocalCodec_50hz``."""
+    entries = {
+        key[len(prefix) + 1 :]: shape
+        for key, (shape, _) in listing.entries.items()
+        if key.startswith(f"{prefix}.")
+    }
+    state = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    missing, unexpected = sorted(set(entries) - set(state)), sorted(set(state) - set(entries))
+    assert state == entries, f"{prefix}: missing {missing[:5]}, unexpected {unexpected[:5]}"

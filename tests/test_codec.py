@@ -183,8 +183,8 @@ def test_to_pretrained_round_trip(tmp_path) -> None:
 
 
 def upstream_local_from_pretrained(stem: str) -> FocalCodec:
-    """What upstream's ``FocalCodec.from_pretrained(<local path>)`` does (focalcodec @ 912b7f2): the path is
-    a stem, ``<stem>.json`` holds the ten arguments and ``<stem>.safetensors`` the weights, loaded strictly."""
+    """What upstream's ``FocalCodec.from_pretrained(<local path>)`` does (focalcodec @ 912b7f2): the path
+    is a stem, ``<stem>.json`` holds the ten arguments, ``<stem>.safetensors`` the weights (strict)."""
     with open(f"{stem}.json") as stream:
         model = FocalCodec(**json.load(stream))
     model.load_state_dict(load_file(f"{stem}.safetensors"), strict=True)

@@ -6,9 +6,11 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
+from helpers import assert_matches_listing_part, read_listing
 from recipe_runner import ROOT, build_brain, load_hparams, padded_batch
 
 from train_quantizer import Quantization
+from utils.recipe import read_overrides
 
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 # YAML -> (compressor downscale factors, decompressor upscale factors, frames per token)
@@ -51,6 +53,35 @@ def test_shared_settings_are_the_same_in_both_stages():
     decoder_keys = [key for key in bsq if key.startswith("decoder_") and key != "decoder_checkpoint"]
     for key in decoder_keys:
         assert bsq[key] == vocos[key.replace("decoder_", "generator_")], key
+
+
+RELEASED = {
+    "bsq.yaml": "FocalCodec_50hz",
+    "bsq_25hz.yaml": "FocalCodec_25hz",
+    "bsq_12_5hz.yaml": "FocalCodec_12_5hz",
+}
+LIBRITTS_960 = ["train-clean-100", "train-clean-360", "train-other-500"]
+
+
+@pytest.mark.parametrize("variant", list(RELEASED))
+def test_release_overrides_build_the_released_architecture(variant):
+    """bsq*.yaml + hparams/release/bsq.yaml, read as the scripts read them: the full-size modules have the
+    released checkpoint's keys and shapes (focal window 14, factor 4), in their own output folder."""
+    hparams = load_hparams(variant, read_overrides("overrides_file: hparams/release/bsq.yaml"))
+    listing = read_listing(RELEASED[variant])
+    for part in ("encoder", "compressor", "decompressor", "decoder"):
+        assert_matches_listing_part(hparams[part], listing, part)
+    assert hparams["train_split"] == LIBRITTS_960
+    assert hparams["output_folder"] == f"results/{variant.removesuffix('.yaml')}_release/0"
+
+
+def test_release_overrides_train_the_decoder_on_libritts_960():
+    hparams = load_hparams("vocos.yaml", read_overrides("overrides_file: hparams/release/vocos.yaml"))
+    listing = read_listing("FocalCodec_50hz")
+    assert_matches_listing_part(hparams["generator"], listing, "decoder")
+    assert_matches_listing_part(hparams["encoder"], listing, "encoder")
+    assert hparams["train_split"] == LIBRITTS_960
+    assert hparams["output_folder"] == "results/vocos_release/0"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -22,7 +22,7 @@ from utils.encoder import load_frozen_encoder
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.train_logger import plot_training_curves
 
-__all__ = ["Recipe", "setup_recipe", "train_and_test"]
+__all__ = ["Recipe", "read_overrides", "setup_recipe", "train_and_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +42,19 @@ class Recipe:
     loader_kwargs: dict[str, dict]
 
 
-def _read_overrides(overrides_yaml: str) -> dict:
-    """Command-line overrides as a dict, merged over the keys of ``--overrides_file`` if given."""
-    yaml = YAML(typ="safe")
-    overrides = yaml.load(overrides_yaml) if overrides_yaml else {}
-    overrides = overrides or {}
+def read_overrides(overrides_yaml: str) -> dict:
+    """Command-line overrides as a dict, merged over the keys of ``--overrides_file`` if given.
+
+    Read as round-trip YAML, so that an overrides file may use hyperpyyaml tags, e.g.
+    ``output_folder: !ref results/<experiment_name>_release/<seed>`` (resolved against the main YAML).
+    """
+    yaml = YAML()
+    overrides = dict(yaml.load(overrides_yaml) or {}) if overrides_yaml else {}
     overrides_file = overrides.pop("overrides_file", None)
     if overrides_file is None:
         return overrides
     with open(overrides_file) as stream:
-        from_file = yaml.load(stream) or {}
+        from_file = dict(yaml.load(stream) or {})
     return {**from_file, **overrides}
 
 
@@ -80,7 +83,7 @@ def setup_recipe(
         stage's target); without it a cached training set does not read audio at all.
     """
     hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
-    overrides = _read_overrides(overrides_yaml)
+    overrides = read_overrides(overrides_yaml)
     hparams = _load_hparams(hparams_file, overrides)
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
 
