@@ -20,6 +20,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from utils.data import STAGES, add_cached_features, dataio_prepare, loader_kwargs
 from utils.encoder import load_frozen_encoder
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
+from utils.run_lock import RunLock, RunLockedError
 from utils.train_logger import plot_training_curves
 
 __all__ = ["Recipe", "read_overrides", "setup_recipe", "train_and_test"]
@@ -40,6 +41,17 @@ class Recipe:
     run_opts: dict
     datasets: dict[str, DynamicItemDataset]
     loader_kwargs: dict[str, dict]
+    lock: RunLock | None  # held by the main process for the life of the run
+
+
+def _lock_output_folder(output_folder: str) -> RunLock | None:
+    """The main process locks the output folder (a second run there stops at once); DDP ranks do not."""
+    if not if_main_process():
+        return None
+    try:
+        return RunLock(output_folder)
+    except RunLockedError as error:
+        raise SystemExit(f"error: {error}") from error
 
 
 def read_overrides(overrides_yaml: str) -> dict:
@@ -88,6 +100,7 @@ def setup_recipe(
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
 
     sb.utils.distributed.ddp_init_group(run_opts)
+    lock = _lock_output_folder(hparams["output_folder"])
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -136,7 +149,7 @@ def setup_recipe(
         # Every process: each builds its share of the shards, then all read the complete caches
         for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train_audio)
-    return Recipe(hparams, run_opts, datasets, loaders)
+    return Recipe(hparams, run_opts, datasets, loaders, lock)
 
 
 def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoint: str) -> sb.Brain:
