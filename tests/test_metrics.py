@@ -27,14 +27,11 @@ from utils.metrics.common import prepare_items, unreachable
 from utils.metrics.dwer import error_counts
 from utils.metrics.speaker_similarity import MIN_SAMPLES, replicate_pad
 
-SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-speech" / "librispeech-dev-clean"
-if not SPEECH.is_dir():  # CI runs in a clone with shared/ beside it
-    SPEECH = Path("/work/shared/data/real-speech/librispeech-dev-clean")
-needs_speech = pytest.mark.skipif(not SPEECH.is_dir(), reason="real-speech clips not available")
+SPEECH = Path(__file__).resolve().parent / "data" / "real-speech"  # LibriSpeech dev-clean clips (SOURCES.md)
 
 
 def read(name: str) -> torch.Tensor:
-    audio, rate = sf.read(SPEECH / f"{name}.wav", dtype="float32")
+    audio, rate = sf.read(SPEECH / f"{name}.flac", dtype="float32")
     assert rate == 16000
     return torch.from_numpy(audio)
 
@@ -393,10 +390,9 @@ def test_suite_offline_without_fallback_reports_unavailable(offline, caplog):
 # --------------------------------------------------------------------------------------------------------
 
 
-@needs_speech
 @pytest.mark.slow
 def test_suite_offline_falls_back_on_real_speech(offline, caplog):
-    clean = [read("84/84-121123-0021"), read("84/84-121123-0023")]
+    clean = [read("84-121123-0021"), read("84-121123-0023")]
     hyp, lens = pad_batch(
         [c + 0.02 * torch.randn(c.shape, generator=torch.Generator().manual_seed(1)) for c in clean]
     )
@@ -416,10 +412,9 @@ def test_suite_offline_falls_back_on_real_speech(offline, caplog):
     assert suite.sources()["DNSMOS-OVRL"].startswith("speechmos") and "unavailable" in suite.report()
 
 
-@needs_speech
 @pytest.mark.slow
 def test_dnsmos_clean_speech_beats_noisy_and_respects_lengths():
-    names = ["84/84-121123-0021", "84/84-121123-0023", "84/84-121123-0028"]  # 4.7-4.8 s: one window each
+    names = ["84-121123-0021", "84-121123-0023", "84-121123-0028"]  # 4.7-4.8 s: one window each
     clean = [read(name) for name in names]
     generator = torch.Generator().manual_seed(0)
     noisy = []
@@ -445,10 +440,9 @@ def test_dnsmos_clean_speech_beats_noisy_and_respects_lengths():
     assert all(1.0 <= v <= 5.0 for v in (*clean_stats.values(), *noisy_stats.values()))
 
 
-@needs_speech
 @pytest.mark.slow
 def test_resemblyzer_same_speaker_beats_different_speaker_and_respects_lengths():
-    a, b, c = read("84/84-121123-0021"), read("84/84-121123-0023"), read("84/84-121123-0028")
+    a, b, c = read("84-121123-0021"), read("84-121123-0023"), read("84-121123-0028")
     other = read("251-118436-0003")
     pairs = [(a, c), (b, c), (a, other), (b, other)]
     pairs = [(x[: min(len(x), len(y))], y[: min(len(x), len(y))]) for x, y in pairs]  # a pair shares lens
