@@ -124,7 +124,11 @@ def test_export_round_trip(quantizer_run, decoder_run, tmp_path):
         "--quantizer", quantizer_run, "--decoder", decoder_run, "--output", folder, "--allow_random_encoder"
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(path.name for path in folder.iterdir()) == ["config.json", "model.json", "model.safetensors"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "model.json",
+        "model.safetensors",
+    ]
     assert "Token rate 50 Hz" in result.stdout and "650 bps = 0.65 kbps" in result.stdout
     assert "RANDOMLY INITIALISED" in result.stdout
 

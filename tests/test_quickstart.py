@@ -30,7 +30,11 @@ def test_quickstart(tmp_path):
     for kind in ("hyp", "rec", "ref"):
         files = list((out / "bsq" / "audios" / "epoch0002").glob(f"*_{kind}.wav"))
         assert files and all(sf.info(str(path)).samplerate == 16000 for path in files), kind
-    assert {p.name for p in (out / "exported").iterdir()} == {"config.json", "model.json", "model.safetensors"}
+    assert {p.name for p in (out / "exported").iterdir()} == {
+        "config.json",
+        "model.json",
+        "model.safetensors",
+    }
     codec = FocalCodec.from_pretrained(out / "exported")
     assert codec.sample_rate == 16000
     table = (out / "evaluation" / "results.md").read_text()
