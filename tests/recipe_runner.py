@@ -10,12 +10,16 @@ from utils.train_logger import parse_train_log
 __all__ = [
     "ROOT",
     "build_brain",
+    "fit_brain",
     "load_hparams",
     "padded_batch",
     "parse_train_log",
+    "recipe_brain",
     "recipe_command",
     "recipe_env",
     "run_recipe",
+    "run_torchrun",
+    "signal_dataset",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,3 +114,34 @@ def padded_batch(*signals):
     from speechbrain.dataio.batch import PaddedBatch
 
     return PaddedBatch([{"id": f"utt{index}", "sig": sig} for index, sig in enumerate(signals)])
+
+
+def signal_dataset(signals: list):
+    """A dataset of in-memory (N,) waveforms with ids ``utt0``, ``utt1``, ... (items give ``id``, ``sig``)."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = {f"utt{index}": {"sig": sig, "duration": len(sig) / 16000} for index, sig in enumerate(signals)}
+    return DynamicItemDataset(data, output_keys=["id", "sig"])
+
+
+def fit_brain(brain, train: list, valid: list, batch_size: int = 1):
+    """``brain.fit`` on in-memory waveforms (train shuffled as the recipe does, valid one by one)."""
+    brain.fit(
+        brain.hparams.epoch_counter,
+        signal_dataset(train),
+        signal_dataset(valid),
+        train_loader_kwargs={"batch_size": batch_size, "shuffle": True},
+        valid_loader_kwargs={"batch_size": 1},
+    )
+    return brain
+
+
+def recipe_brain(brain_class, hparams: dict, **run_opts):
+    """A Brain with the YAML's checkpointer, on CPU, as ``train_and_test`` builds it."""
+    return brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts={"device": "cpu", **run_opts},
+        checkpointer=hparams["checkpointer"],
+    )

@@ -14,8 +14,10 @@ import yaml
 from recipe_runner import (
     ROOT,
     build_brain,
+    fit_brain,
     load_hparams,
     padded_batch,
+    recipe_brain,
     recipe_command,
     recipe_env,
     run_recipe,
@@ -108,6 +110,112 @@ def test_bf16_autocast_steps_both_optimizers():
     for name, before in weights.items():
         after = next(hparams[name].parameters())
         assert after.dtype == torch.float32 and not torch.equal(before, after), name
+
+
+def tiny_brain(**overrides) -> Resynthesis:
+    torch.manual_seed(0)
+    return build_brain(Resynthesis, load_hparams("vocos.yaml", {**TINY, **overrides}))
+
+
+def fixed_batch():
+    generator = torch.Generator().manual_seed(0)
+    return padded_batch(
+        0.1 * torch.randn(8000, generator=generator), 0.1 * torch.randn(7600, generator=generator)
+    )
+
+
+def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters (not the buffers: spectral norm updates its own in every training forward)."""
+    return {key: value.detach().clone() for key, value in module.named_parameters()}
+
+
+def unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(value, before[key]) for key, value in module.named_parameters())
+
+
+def test_a_non_finite_loss_skips_its_update_and_counts_towards_the_patience(monkeypatch):
+    brain = tiny_brain(nonfinite_patience=2)
+    brain.nonfinite_count = 0  # as Brain's training loop sets it at each epoch start
+    generator, discriminator = brain.hparams.generator, brain.hparams.discriminator
+    monkeypatch.setattr(
+        brain, "discriminator_loss", lambda out: Resynthesis.discriminator_loss(brain, out) * float("nan")
+    )
+    for count in (1, 2):
+        d_before, g_before = weights(discriminator), weights(generator)
+        brain.fit_batch(fixed_batch())
+        assert unchanged(discriminator, d_before)  # the NaN update is skipped...
+        assert not unchanged(generator, g_before)  # ...the finite one is not
+        assert brain.nonfinite_count == count
+    with pytest.raises(ValueError, match="patience is exhausted"):
+        brain.fit_batch(fixed_batch())
+
+
+def gradient_norms_at_step(brain: Resynthesis, monkeypatch) -> dict[str, float]:
+    """The total gradient norm each optimizer sees when it steps (filled by the next ``fit_batch``)."""
+    norms: dict[str, float] = {}
+    for name, optimizer in brain.optimizers_dict.items():
+
+        def step(*args, _name=name, _optimizer=optimizer, _step=optimizer.step, **kwargs):
+            grads = [
+                p.grad for group in _optimizer.param_groups for p in group["params"] if p.grad is not None
+            ]
+            norms[_name] = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+            return _step(*args, **kwargs)
+
+        monkeypatch.setattr(optimizer, "step", step)
+    return norms
+
+
+def test_gradients_are_clipped_to_max_grad_norm(monkeypatch):
+    unclipped = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=1e9), monkeypatch)
+    brain.fit_batch(fixed_batch())
+    clipped = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=1e-3), monkeypatch)
+    brain.fit_batch(fixed_batch())
+    assert set(clipped) == {"optimizer_generator", "optimizer_discriminator"}
+    for name, norm in clipped.items():
+        assert unclipped[name] > 1e-2  # clipping had work to do
+        assert norm <= 1e-3 * (1 + 1e-4), name
+
+
+def test_grad_accumulation_is_refused():
+    hparams = load_hparams("vocos.yaml", TINY)
+    brain = Resynthesis(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts={"device": "cpu", "grad_accumulation_factor": 2},
+    )
+    with pytest.raises(ValueError, match="grad_accumulation_factor"):
+        brain.on_fit_start()
+
+
+def test_the_logged_train_loss_is_the_epoch_mean(tmp_path, monkeypatch):
+    """The original divided epoch e's summed loss by the global step count; here every epoch logs its mean."""
+    hparams = load_hparams("vocos.yaml", {**TINY, "output_folder": str(tmp_path), "num_epochs": 2})
+    brain = recipe_brain(Resynthesis, hparams)
+    losses: list[tuple[int, float]] = []
+    logged: list[float] = []
+    fit_batch, on_stage_end = brain.fit_batch, brain.on_stage_end
+
+    def recording_fit_batch(batch):
+        loss = fit_batch(batch)
+        losses.append((brain.hparams.epoch_counter.current, float(loss)))
+        return loss
+
+    def recording_on_stage_end(stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            logged.append(stage_loss)
+        return on_stage_end(stage, stage_loss, epoch)
+
+    monkeypatch.setattr(brain, "fit_batch", recording_fit_batch)
+    monkeypatch.setattr(brain, "on_stage_end", recording_on_stage_end)
+    generator = torch.Generator().manual_seed(0)
+    train = [0.1 * torch.randn(7200 + 100 * i, generator=generator) for i in range(3)]
+    fit_brain(brain, train, train[:1])
+    for epoch in (1, 2):
+        epoch_losses = [loss for e, loss in losses if e == epoch]
+        assert len(epoch_losses) == 3
+        assert logged[epoch - 1] == pytest.approx(sum(epoch_losses) / 3, rel=1e-5)
 
 
 @pytest.mark.slow
