@@ -1,5 +1,6 @@
 """The quantizer stage end to end through its real command line, on generated LibriTTS-layout corpora."""
 
+import contextlib
 import hashlib
 import shutil
 import signal
@@ -11,8 +12,18 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe, run_torchrun
+from recipe_runner import (
+    ROOT,
+    fit_brain,
+    load_hparams,
+    recipe_brain,
+    recipe_command,
+    recipe_env,
+    run_recipe,
+    run_torchrun,
+)
 
+from train_quantizer import Quantization
 from utils.sample_corpus import make_bad_files, make_sample_corpus
 from utils.train_logger import parse_train_log
 
@@ -150,6 +161,40 @@ def test_resume_after_sigkill(corpus, tmp_path):
     # AdamW's own step count too: its moments were restored, not restarted
     optimizer = torch.load(checkpoints(out)[-1] / "optimizer.ckpt")
     assert int(optimizer["state"][0]["step"]) == 3 * batches_per_epoch
+
+
+class KilledError(Exception):
+    """Stands for the kill of a run in the middle of a batch."""
+
+
+def test_resume_inside_an_epoch_runs_only_its_remaining_batches(tmp_path, monkeypatch):
+    """Killed during batch 5 of 10 with a checkpoint every 2 batches, a new run does batches 5 to 10 of
+    that epoch only: the 4 done are not repeated and none is missed."""
+    tiny = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
+    overrides = {**tiny, "output_folder": str(tmp_path), "num_epochs": 1}
+    generator = torch.Generator().manual_seed(0)
+    train = [0.1 * torch.randn(8000 + 160 * i, generator=generator) for i in range(10)]
+
+    def run(stop_at: int | None) -> list[str]:
+        brain = recipe_brain(Quantization, load_hparams("bsq.yaml", overrides), ckpt_interval_steps=2)
+        seen, fit_batch = [], brain.fit_batch
+
+        def counting_fit_batch(batch):
+            seen.extend(batch.id)
+            if len(seen) == stop_at:
+                raise KilledError
+            return fit_batch(batch)
+
+        monkeypatch.setattr(brain, "fit_batch", counting_fit_batch)
+        with contextlib.suppress(KilledError):
+            fit_brain(brain, train, train[:2])
+        return seen
+
+    first = run(stop_at=5)
+    resumed = run(stop_at=None)
+    assert len(resumed) == 10 - 4
+    assert sorted(first[:4] + resumed) == sorted(f"utt{i}" for i in range(10))
+    assert first[4] == resumed[0]  # the interrupted batch is done again, from its start
 
 
 def test_two_process_ddp_gloo(corpus, tmp_path):
