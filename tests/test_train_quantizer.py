@@ -2,6 +2,7 @@
 
 import contextlib
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from ddp_probe import digest
+from helpers import TINY_ENCODER
 from recipe_runner import (
     ROOT,
     fit_brain,
@@ -23,6 +26,7 @@ from recipe_runner import (
     run_torchrun,
 )
 
+from focalcodec.wavlm import WavLM
 from train_quantizer import Quantization
 from utils.sample_corpus import make_bad_files, make_sample_corpus
 from utils.train_logger import parse_train_log
@@ -197,13 +201,33 @@ def test_resume_inside_an_epoch_runs_only_its_remaining_batches(tmp_path, monkey
     assert first[4] == resumed[0]  # the interrupted batch is done again, from its start
 
 
-def test_two_process_ddp_gloo(corpus, tmp_path):
+def test_two_process_ddp_gloo_with_an_encoder_file(corpus, tmp_path):
+    """Two gloo processes, the encoder weights from a file (not the random init): both processes load them,
+    train on different utterances and hold the same weights after a step."""
+    torch.manual_seed(1234)
+    encoder_state = WavLM(**TINY_ENCODER).state_dict()
+    torch.save(encoder_state, tmp_path / "wavlm6.pt")
     out = tmp_path / "bsq"
-    command = recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *SPLITS, "--num_epochs", "1")
+    extra = [
+        "--num_epochs",
+        "1",
+        "--encoder_random_init",
+        "False",
+        "--encoder_checkpoint",
+        tmp_path / "wavlm6.pt",
+    ]
+    command = recipe_command("tests/ddp_probe.py", "bsq.yaml", corpus, out, *SPLITS, *map(str, extra))
     result = run_torchrun(command, port=29533)
     assert result.returncode == 0, result.stderr[-5000:]
     rows = parse_train_log(out / "train_log.txt")
     assert rows[0]["epoch"] == 1 and "test loss" in rows[-1]
+
+    probes = [json.loads((out / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
+    assert probes[0]["encoder"] == probes[1]["encoder"] == digest(encoder_state)
+    ids = [set(probe["ids"]) for probe in probes]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    assert len(ids[0] | ids[1]) == len(list((corpus / "train-clean-100").rglob("*.wav")))
+    assert probes[0]["weights_after_step_1"] == probes[1]["weights_after_step_1"]
 
 
 def test_bf16_on_cpu(corpus, tmp_path):
