@@ -14,6 +14,7 @@ from typing import NamedTuple
 import speechbrain as sb
 import torch
 from speechbrain.nnet.schedulers import update_learning_rate
+from speechbrain.utils.distributed import if_main_process
 
 from utils.brain import CodecBrain, fit_length
 from utils.crop import min_crop_samples, random_feature_crop
@@ -98,7 +99,28 @@ class Resynthesis(CodecBrain):
         self.scaler.update()
         self.optimizer_step += 1
         self._track_losses(d_loss, g_losses)
+        if self.hparams.progress.due(self.optimizer_step):
+            self.log_progress()
         return g_losses["G_loss"].detach().cpu()
+
+    @torch.no_grad()
+    def resynthesize(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) resynthesis and input of a batch, through the generator itself (not its DDP wrapper: the
+        main process alone runs this, between training steps)."""
+        batch = batch.to(self.device)
+        inputs = self.features(batch, sb.Stage.VALID)
+        return fit_length(self.hparams.generator(inputs.feats)[0], inputs.sig.shape[-1]), inputs.sig
+
+    def log_progress(self) -> None:
+        """Progress figures of the fixed validation utterances (utils/progress.py), main process only."""
+        if not if_main_process():
+            return
+        generator = self.hparams.generator
+        training = generator.training
+        generator.eval()
+        figures = self.hparams.progress.measure(self.resynthesize)
+        generator.train(training)
+        self.hparams.train_logger.log_progress(self.optimizer_step, figures)
 
     @torch.no_grad()
     def evaluate_batch(self, batch, stage: sb.Stage) -> torch.Tensor:
@@ -142,6 +164,7 @@ class Resynthesis(CodecBrain):
             self.hparams.train_logger.log_stats(
                 stats_meta=self.stats_meta, train_stats=self.train_stats, valid_stats=stats
             )
+            self.log_progress()
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
@@ -163,6 +186,7 @@ def main(argv: list[str]) -> None:
     hparams = recipe.hparams
     if hparams["init_from"] is not None:  # fine-tuning (this run's checkpoint still wins on resume)
         init_from_pretrained(hparams["init_from"], hparams=hparams, generator=hparams["generator"])
+    hparams["progress"].select(recipe.datasets["valid"])
     train_and_test(Resynthesis, recipe, max_key="epoch")
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -13,8 +14,19 @@ from recipe_runner import ROOT, recipe_env
 from focalcodec.codec import FocalCodec
 from utils.evaluation import evaluate_codec, list_utterances, score_reference, write_table
 from utils.metrics import QualityMetrics
+from utils.pretrained import codec_from_runs
 
 REAL_SPEECH = ROOT / "tests" / "data" / "real-speech"
+CLIPS = ["84-121123-0000.flac", "84-121123-0007.wav"]  # 2 s each, a FLAC and a WAV
+
+
+@pytest.fixture(scope="module")
+def speech_folder(tmp_path_factory):
+    """A folder of two short real-speech clips."""
+    folder = tmp_path_factory.mktemp("speech")
+    for name in CLIPS:
+        shutil.copy(REAL_SPEECH / name, folder / name)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +37,20 @@ def tiny_codec(tmp_path_factory):
     return codec, codec.to_pretrained(tmp_path_factory.mktemp("codec") / "tiny")
 
 
-def test_utterances_from_a_folder_and_a_manifest(tmp_path):
-    from_folder = list_utterances(REAL_SPEECH)
+def test_utterances_from_a_folder_and_a_manifest(speech_folder, tmp_path):
+    from_folder = list_utterances(speech_folder)
     assert [u.id for u in from_folder] == ["84-121123-0000", "84-121123-0007"]
     manifest = {u.id: {"wav": u.path, "duration": 1.0} for u in reversed(from_folder)}
     (tmp_path / "test.json").write_text(json.dumps(manifest))
     assert list_utterances(tmp_path / "test.json") == from_folder
-    assert len(list_utterances(REAL_SPEECH, max_utterances=1)) == 1
+    assert len(list_utterances(speech_folder, max_utterances=1)) == 1
     with pytest.raises(FileNotFoundError):
         list_utterances(tmp_path / "missing")
 
 
-def test_rows_and_table(tiny_codec, tmp_path):
+def test_rows_and_table(tiny_codec, speech_folder, tmp_path):
     codec, _ = tiny_codec
-    utterances = list_utterances(REAL_SPEECH)
+    utterances = list_utterances(speech_folder)
     row = evaluate_codec("tiny", codec, utterances, QualityMetrics(metrics="dnsmos,sim_resemblyzer"))
     assert row.token_rate == 50.0 and row.bitrate_kbps == pytest.approx(0.65)
     assert 0 < row.figures["Code usage"] <= 100 and 0 <= row.figures["Entropy"] <= 100
@@ -56,9 +68,9 @@ def test_rows_and_table(tiny_codec, tmp_path):
 
 
 @pytest.mark.slow
-def test_command_line_offline(tiny_codec, tmp_path):
+def test_command_line_offline(tiny_codec, speech_folder, tmp_path):
     _, folder = tiny_codec
-    command = [sys.executable, str(ROOT / "evaluate_codec.py"), "--data", str(REAL_SPEECH)]
+    command = [sys.executable, str(ROOT / "evaluate_codec.py"), "--data", str(speech_folder)]
     command += ["--output", str(tmp_path), "--model", f"tiny={folder}", "--metrics", "utmos,sim"]
     result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,3 +80,21 @@ def test_command_line_offline(tiny_codec, tmp_path):
     assert "DNSMOS-OVRL" in header and "Sim-Resemblyzer" in header
     assert "UTMOS |" not in header and "| Sim |" not in header
     assert "tiny: UTMOS —" in text and "tiny: Sim —" in text
+
+
+@pytest.mark.slow
+def test_a_model_given_as_the_two_training_runs(quantizer_run, decoder_run, speech_folder, tmp_path):
+    """``QUANTIZER_RUN+DECODER_RUN`` scores exactly as the export of the same two runs."""
+    exported = codec_from_runs(quantizer_run, decoder_run, allow_random_encoder=True).to_pretrained(
+        tmp_path / "c"
+    )
+    command = [sys.executable, str(ROOT / "evaluate_codec.py"), "--data", str(speech_folder)]
+    command += ["--output", str(tmp_path / "eval"), "--metrics", "dnsmos", "--allow_random_encoder"]
+    command += ["--model", f"runs={quantizer_run}+{decoder_run}", "--model", f"exported={exported}"]
+    result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["model"]: row for row in csv.DictReader((tmp_path / "eval" / "results.csv").open())}
+    assert set(rows) == {"reference", "runs", "exported"}
+    assert float(rows["runs"]["token rate (Hz)"]) == 50.0 and float(rows["runs"]["Code usage"]) > 0
+    figures = ["Code usage", "Entropy", "DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK"]
+    assert [rows["runs"][name] for name in figures] == [rows["exported"][name] for name in figures]

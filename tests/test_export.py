@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import QUANTIZER_ARGS
 from recipe_runner import ROOT, load_hparams, recipe_env, run_recipe
 from test_codec import legacy_state_dict
 
@@ -31,43 +32,10 @@ from utils.pretrained import (
     init_from_pretrained,
     token_rate,
 )
-from utils.sample_corpus import make_sample_corpus
 
-SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
-ARGS = ["--train_batch_size", "2", "--valid_size", "2", "--num_epochs", "1"]
-QUANTIZER_ARGS = [*ARGS, "--train_split", "[train-clean-100]"]
 TINY_BSQ = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
 SPEECH = ROOT / "tests" / "data" / "real-speech" / "84-121123-0007.wav"  # 2 s at 16 kHz
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_sample_corpus(tmp_path_factory.mktemp("libritts"), splits=SPLITS, engine="synthetic")
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture(scope="module")
-def quantizer_run(corpus, runs) -> Path:
-    run_recipe("train_quantizer.py", "bsq.yaml", corpus, runs / "bsq", *QUANTIZER_ARGS)
-    return runs / "bsq"
-
-
-@pytest.fixture(scope="module")
-def quantizer_run_12_5hz(corpus, runs) -> Path:
-    run_recipe("train_quantizer.py", "bsq_12_5hz.yaml", corpus, runs / "bsq_12_5hz", *QUANTIZER_ARGS)
-    return runs / "bsq_12_5hz"
-
-
-@pytest.fixture(scope="module")
-def decoder_run(corpus, runs) -> Path:
-    """The decoder stage (about 45 s on 2 CPU cores: the full-size HiFi-GAN discriminator)."""
-    run_recipe("train_decoder.py", "vocos.yaml", corpus, runs / "vocos", *ARGS)
-    return runs / "vocos"
 
 
 def export(*args: str) -> subprocess.CompletedProcess:
@@ -149,24 +117,28 @@ def test_export_round_trip(quantizer_run, decoder_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_12_5hz(quantizer_run_12_5hz, decoder_run, tmp_path):
-    folder = tmp_path / "codec_12_5hz"
+@pytest.mark.parametrize(
+    ("yaml_file", "rate", "bitrate", "factors", "num_tokens"),
+    [
+        ("bsq_25hz.yaml", 25, "325 bps = 0.33 kbps", [2, 1, 1], 50),  # 99 frames at 50 Hz -> ceil(99 / 2)
+        ("bsq_12_5hz.yaml", 12.5, "162.5 bps = 0.16 kbps", [2, 2, 1], 25),  # -> ceil(ceil(99 / 2) / 2)
+    ],
+)
+def test_export_lower_token_rates(
+    request, yaml_file, rate, bitrate, factors, num_tokens, decoder_run, tmp_path
+):
+    run = request.getfixturevalue(f"quantizer_run_{yaml_file.removeprefix('bsq_').removesuffix('.yaml')}")
+    folder = tmp_path / "codec"
     result = export(
-        "--quantizer",
-        quantizer_run_12_5hz,
-        "--decoder",
-        decoder_run,
-        "--output",
-        folder,
-        "--allow_random_encoder",
+        "--quantizer", run, "--decoder", decoder_run, "--output", folder, "--allow_random_encoder"
     )
     assert result.returncode == 0, result.stderr
-    assert "Token rate 12.5 Hz" in result.stdout and "162.5 bps = 0.16 kbps" in result.stdout
+    assert f"Token rate {rate:g} Hz" in result.stdout and bitrate in result.stdout
     codec = FocalCodec.from_pretrained(folder).eval()
-    assert token_rate(codec) == 12.5
-    assert codec.to_config()["compressor_config"]["downscale_factors"] == [2, 2, 1]
-    toks = assert_matches_recipe(codec, "bsq_12_5hz.yaml", quantizer_run_12_5hz, decoder_run, tmp_path)
-    assert toks.shape == (1, 25)  # 99 frames at 50 Hz -> ceil(ceil(99 / 2) / 2)
+    assert token_rate(codec) == rate
+    assert codec.to_config()["compressor_config"]["downscale_factors"] == factors
+    toks = assert_matches_recipe(codec, yaml_file, run, decoder_run, tmp_path)
+    assert toks.shape == (1, num_tokens)
     with torch.no_grad():
         toks, _, rec = codec(speech())
     assert rec.shape == (1, 32000)
@@ -362,16 +334,21 @@ def test_init_from_pretrained_mismatches_are_clear(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    "init_from:" not in (ROOT / "hparams" / "bsq.yaml").read_text(), reason="init_from is not wired yet"
-)
-def test_quantizer_stage_fine_tunes_from_an_official_folder(corpus, tmp_path):
+def test_quantizer_stage_fine_tunes_from_an_official_folder(small_corpus, tmp_path):
     """``--init_from`` through the real command line: with a zero learning rate the trained modules stay
     the pretrained ones; settings that do not fit are a clear error naming the YAML keys."""
     codec, folder = tiny_official(tmp_path)
     out = tmp_path / "bsq"
     run_recipe(
-        "train_quantizer.py", "bsq.yaml", corpus, out, *QUANTIZER_ARGS, "--lr", "0", "--init_from", folder
+        "train_quantizer.py",
+        "bsq.yaml",
+        small_corpus,
+        out,
+        *QUANTIZER_ARGS,
+        "--lr",
+        "0",
+        "--init_from",
+        folder,
     )
     checkpoint = find_quantizer_checkpoint(out)
     for name in ("compressor", "decompressor"):
@@ -381,8 +358,8 @@ def test_quantizer_stage_fine_tunes_from_an_official_folder(corpus, tmp_path):
 
     _, other = tiny_official(tmp_path / "other", compressor_focal_window=14, compressor_focal_factor=4)
     result = run_recipe(
-        "train_quantizer.py", "bsq.yaml", corpus, tmp_path / "bad", *QUANTIZER_ARGS, "--init_from", other,
-        check=False,
+        "train_quantizer.py", "bsq.yaml", small_corpus, tmp_path / "bad", *QUANTIZER_ARGS,
+        "--init_from", other, check=False,
     )  # fmt: skip
     assert result.returncode != 0
     assert "compressor_focal_window: 14" in result.stdout + result.stderr

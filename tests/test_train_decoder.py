@@ -27,11 +27,8 @@ from recipe_runner import (
 from focalcodec.wavlm import WavLM
 from train_decoder import Resynthesis
 from utils.crop import min_crop_samples, random_feature_crop
-from utils.sample_corpus import make_sample_corpus
 from utils.train_logger import parse_train_log
 
-# Small enough for the full-size HiFi-GAN discriminator on 2 CPU cores
-SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
 ARGS = ["--train_batch_size", "2", "--valid_size", "2"]
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
 
@@ -231,21 +228,6 @@ def test_full_size_default_config_trains_one_step():
     assert sum(p.numel() for p in generator.parameters()) == 16_843_266
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return make_sample_corpus(tmp_path_factory.mktemp("libritts"), splits=SPLITS, engine="synthetic")
-
-
-@pytest.fixture(scope="module")
-def decoder_run(corpus, tmp_path_factory) -> Path:
-    """One complete decoder-stage run, shared by the tests that inspect its outputs. The test stage scores
-    UTMOS and Sim: offline, their models cannot load, so the fallbacks must step in."""
-    out = tmp_path_factory.mktemp("runs") / "vocos"
-    metrics = ["--compute_metrics", "True", "--metrics", "[utmos, sim]"]
-    run_recipe("train_decoder.py", "vocos.yaml", corpus, out, *ARGS, "--num_epochs", "1", *metrics)
-    return out
-
-
 def checkpoints(output_folder: Path) -> list[Path]:
     return sorted((output_folder / "save").glob("CKPT+*"))
 
@@ -253,9 +235,12 @@ def checkpoints(output_folder: Path) -> list[Path]:
 @pytest.mark.slow
 def test_end_to_end(decoder_run):
     rows = parse_train_log(decoder_run / "train_log.txt")
-    assert rows[0]["epoch"] == 1
+    epoch = next(row for row in rows if "epoch" in row)
+    assert epoch["epoch"] == 1
     for key in ("train loss", "train D_loss", "train mel_loss", "valid loss", "valid mel_loss", "lr"):
-        assert key in rows[0], key
+        assert key in epoch, key
+    # valid_metrics_every 1: validation is scored too (offline: by the fallbacks)
+    assert 1 < epoch["valid DNSMOS-OVRL"] < 5 and -1 <= epoch["valid Sim-Resemblyzer"] <= 1
     assert rows[-1]["Epoch loaded"] == 1 and "test loss" in rows[-1]
     # Offline: UTMOS and Sim are unavailable, their fallbacks are reported under their own names
     assert 1 < rows[-1]["test DNSMOS-OVRL"] < 5 and -1 <= rows[-1]["test Sim-Resemblyzer"] <= 1
@@ -282,14 +267,25 @@ def test_end_to_end(decoder_run):
 
 
 @pytest.mark.slow
+def test_progress_figures_every_n_steps_and_at_validation(decoder_run):
+    """3 training steps, progress_every_steps 2: after step 2, and at the validation after step 3."""
+    rows = [row for row in parse_train_log(decoder_run / "train_log.txt") if "progress mel_distance" in row]
+    assert [row["steps"] for row in rows] == [2, 3]
+    for row in rows:
+        assert row["progress mel_distance"] > 0 and 1 <= row["progress DNSMOS-OVRL"] <= 5
+
+
+@pytest.mark.slow
 def test_tensorboard_and_curves(decoder_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(decoder_run / "tensorboard"), size_guidance={"audio": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
-    for scalar in ("train/loss", "train/mel_loss", "train/D_loss", "valid/loss", "lr", "test/DNSMOS-OVRL"):
+    scalars = ("train/loss", "train/mel_loss", "train/D_loss", "valid/loss", "lr", "test/DNSMOS-OVRL")
+    for scalar in (*scalars, "progress/mel_distance", "progress/DNSMOS-OVRL"):
         assert scalar in tags["scalars"], scalar
+    assert [event.step for event in events.Scalars("progress/mel_distance")] == [2, 3]
     assert any(tag.startswith("valid/") and tag.endswith("/hyp") for tag in tags["audio"])
     assert any(tag.startswith("valid/") and tag.endswith("/ref") for tag in tags["audio"])
     assert any(tag.startswith("valid/") and tag.endswith("/mel") for tag in tags["images"])
@@ -297,29 +293,29 @@ def test_tensorboard_and_curves(decoder_run):
 
 
 @pytest.mark.slow
-def test_quantizer_reads_the_decoder_checkpoint(corpus, decoder_run, tmp_path):
+def test_quantizer_reads_the_decoder_checkpoint(small_corpus, decoder_run, tmp_path):
     out = tmp_path / "bsq"
     splits = ["--train_split", "[train-clean-100]", "--num_epochs", "1", "--train_batch_size", "2"]
     run_recipe(
-        "train_quantizer.py", "bsq.yaml", corpus, out, *splits, "--decoder_checkpoint", str(decoder_run)
+        "train_quantizer.py", "bsq.yaml", small_corpus, out, *splits, "--decoder_checkpoint", str(decoder_run)
     )
     written = {path.name.rsplit("_", 1)[1] for path in (out / "audios").rglob("*.wav")}
     assert written == {"hyp.wav", "rec.wav", "ref.wav"}
     # The same checkpoint given as a file works; a mismatching decoder config is an error, not a warning
     generator = next(checkpoints(decoder_run)[0].glob("generator.ckpt"))
     result = run_recipe(
-        "train_quantizer.py", "bsq.yaml", corpus, tmp_path / "bad", *splits,
+        "train_quantizer.py", "bsq.yaml", small_corpus, tmp_path / "bad", *splits,
         "--decoder_checkpoint", str(generator), "--decoder_dim", "48", check=False,
     )  # fmt: skip
     assert result.returncode != 0 and "does not fit the decoder_* settings" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill(corpus, tmp_path):
+def test_resume_after_sigkill(small_corpus, tmp_path):
     out = tmp_path / "vocos"
     args = [*ARGS, "--num_epochs", "2", "--ckpt_interval_steps", "1"]
     process = subprocess.Popen(
-        recipe_command("train_decoder.py", "vocos.yaml", corpus, out, *args),
+        recipe_command("train_decoder.py", "vocos.yaml", small_corpus, out, *args),
         cwd=ROOT, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.time() + 600
@@ -338,7 +334,7 @@ def test_resume_after_sigkill(corpus, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
 
-    run_recipe("train_decoder.py", "vocos.yaml", corpus, out, *args)
+    run_recipe("train_decoder.py", "vocos.yaml", small_corpus, out, *args)
     epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
     assert epochs == [1, 2], epochs
     ckpt = checkpoints(out)[-1]
@@ -350,9 +346,9 @@ def test_resume_after_sigkill(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_gloo(corpus, tmp_path):
+def test_two_process_ddp_gloo(small_corpus, tmp_path):
     out = tmp_path / "vocos"
-    command = recipe_command("train_decoder.py", "vocos.yaml", corpus, out, *ARGS, "--num_epochs", "1")
+    command = recipe_command("train_decoder.py", "vocos.yaml", small_corpus, out, *ARGS, "--num_epochs", "1")
     result = run_torchrun(command, port=29534)
     assert result.returncode == 0, result.stderr[-5000:]
     rows = parse_train_log(out / "train_log.txt")
@@ -360,12 +356,12 @@ def test_two_process_ddp_gloo(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_debug_mode(corpus, tmp_path):
+def test_debug_mode(small_corpus, tmp_path):
     out = tmp_path / "vocos"
     run_recipe(
         "train_decoder.py",
         "vocos.yaml",
-        corpus,
+        small_corpus,
         out,
         *ARGS,
         "--debug",

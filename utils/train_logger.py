@@ -10,7 +10,7 @@ import torchaudio
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.train_logger import FileTrainLogger
 
-__all__ = ["RecipeLogger", "parse_train_log", "plot_training_curves"]
+__all__ = ["RecipeLogger", "curve_panels", "parse_train_log", "plot_training_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,18 @@ class RecipeLogger(FileTrainLogger):
                 self.writer.add_scalar(f"{stage}/{name}", float(value), step)
         self.writer.flush()
 
+    def log_progress(self, step: int, figures: dict[str, float]) -> None:
+        """A line ``steps: N - progress <name>: value, ...`` and TensorBoard scalars ``progress/<name>`` at
+        training step ``step`` (see utils/progress.py)."""
+        if not figures or not if_main_process():
+            return
+        with open(self.save_file, "a") as stream:
+            print(f"steps: {step} - {self._stats_to_string(figures, dataset='progress')}", file=stream)
+        if self.writer is not None:
+            for name, value in figures.items():
+                self.writer.add_scalar(f"progress/{name}", float(value), step)
+            self.writer.flush()
+
     def log_audio_pair(self, tag: str, ref: torch.Tensor, hyp: torch.Tensor, step: int) -> None:
         """Reference and resynthesized (N,) waveforms as TensorBoard audio, and their mel spectrograms
         side by side as an image."""
@@ -103,31 +115,50 @@ def parse_train_log(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
-def plot_training_curves(train_log: str | Path, png: str | Path) -> Path | None:
-    """Plot every train/valid figure of ``train_log`` against the epoch into ``png`` (one panel each)."""
-    rows = [row for row in parse_train_log(train_log) if "epoch" in row]
+def curve_panels(rows: list[dict[str, float]]) -> list[tuple[str, str, dict[str, list]]]:
+    """Panels ``(title, x axis, {label: [(x, y), ...]})``: every train/valid figure against the epoch, and
+    every progress figure against the training step."""
+    epochs = [row for row in rows if "epoch" in row]
     names = sorted(
-        {key.split(" ", 1)[1] for row in rows for key in row if key.startswith(("train ", "valid "))}
+        {key.split(" ", 1)[1] for row in epochs for key in row if key.startswith(("train ", "valid "))}
     )
-    if not rows or not names:
+    panels = []
+    for name in names:
+        lines = {
+            stage: [(row["epoch"], row[f"{stage} {name}"]) for row in epochs if f"{stage} {name}" in row]
+            for stage in ("train", "valid")
+        }
+        panels.append((name, "epoch", {stage: points for stage, points in lines.items() if points}))
+    progress = [row for row in rows if "steps" in row and "epoch" not in row]
+    for name in sorted(
+        {key.split(" ", 1)[1] for row in progress for key in row if key.startswith("progress ")}
+    ):
+        points = [(row["steps"], row[f"progress {name}"]) for row in progress if f"progress {name}" in row]
+        panels.append((f"{name} (fixed validation set)", "step", {"progress": points}))
+    return panels
+
+
+def plot_training_curves(train_log: str | Path, png: str | Path) -> Path | None:
+    """Plot every train/valid figure of ``train_log`` against the epoch, and every progress figure against
+    the training step, into ``png`` (one panel each)."""
+    panels = curve_panels(parse_train_log(train_log))
+    if not panels:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    columns = min(3, len(names))
-    lines = -(-len(names) // columns)
+    columns = min(3, len(panels))
+    lines = -(-len(panels) // columns)
     figure, axes = plt.subplots(lines, columns, figsize=(4.5 * columns, 3 * lines), squeeze=False)
-    for axis, name in zip(axes.flat, names, strict=False):
-        for stage in ("train", "valid"):
-            points = [(row["epoch"], row[f"{stage} {name}"]) for row in rows if f"{stage} {name}" in row]
-            if points:
-                axis.plot(*zip(*points, strict=True), marker="o", label=stage)
-        axis.set_title(name)
-        axis.set_xlabel("epoch")
+    for axis, (title, x_label, curves) in zip(axes.flat, panels, strict=False):
+        for label, points in curves.items():
+            axis.plot(*zip(*points, strict=True), marker="o", label=label)
+        axis.set_title(title)
+        axis.set_xlabel(x_label)
         axis.legend()
-    for axis in list(axes.flat)[len(names) :]:
+    for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(png, dpi=100)
