@@ -45,6 +45,6 @@ cat <<MSG
   $OUT/bsq/audios/epoch0002/    whole codec: tokens -> audio (_hyp), features -> audio (_rec), input (_ref)
   $OUT/*/save/CKPT+*/           checkpoints (rerunning a command resumes from them)
   $OUT/*/training_curves.png    training curves; TensorBoard: .venv/bin/tensorboard --logdir $OUT
-  $OUT/exported/                config.json + model.safetensors (FocalCodec.from_pretrained, python -m focalcodec.cli)
+  $OUT/exported/                config.json + model.safetensors (+ model.json for the upstream package)
   $OUT/evaluation/results.md    the evaluation table (also results.csv)
 MSG
