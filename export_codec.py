@@ -19,8 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
-from focalcodec.codec import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
-from utils.pretrained import StageRun, codec_from_runs, token_rate
+from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
+from utils.pretrained import StageRun, codec_from_runs
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
             path.unlink()
     codec.to_pretrained(output)
 
-    rate = token_rate(codec)
+    rate = codec.token_rate
     bits = codec.quantizer.dim
     parameters = sum(parameter.numel() for parameter in codec.parameters())
     files = f"{CONFIG_FILE}, {UPSTREAM_CONFIG_FILE}, {WEIGHT_FILES[0]}"

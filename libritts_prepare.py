@@ -69,6 +69,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from focalcodec.files import atomic_write_json
+
 __all__ = [
     "LIBRITTS_URL",
     "MIN_ENCODABLE_SECONDS",
@@ -354,24 +356,6 @@ def _scan(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _write_json_atomic(path: str, data) -> None:
-    """Write ``data`` as UTF-8 JSON (indent 2) through a temporary file and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _sb_escape(text: str) -> str:
     """SpeechBrain's ``from_json`` runs ``str.format_map`` on every string value (for ``{data_root}``):
     double the braces so that a path containing ``{`` or ``}`` comes out unchanged."""
@@ -578,10 +562,10 @@ def prepare_libritts(
             )
     finally:
         if report["sets"] or report["skipped"]:
-            _write_json_atomic(report_path, report)
+            atomic_write_json(report_path, report, indent=2)
     for stage in stages:
-        _write_json_atomic(manifests[stage], outputs[stage])
-    _write_json_atomic(options_path, options)
+        atomic_write_json(manifests[stage], outputs[stage], indent=2)
+    atomic_write_json(options_path, options, indent=2)
     skipped = len(report["skipped"])
     logger.info(
         f"LibriTTS manifests written to {out_dir}; report: {report_path}"

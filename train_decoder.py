@@ -16,7 +16,8 @@ import torch
 from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 
-from utils.brain import CodecBrain, fit_length
+from focalcodec.audio import fit_length
+from utils.brain import CodecBrain
 from utils.crop import min_crop_samples, random_feature_crop
 from utils.pretrained import init_from_pretrained
 from utils.recipe import setup_recipe, train_and_test

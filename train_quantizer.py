@@ -16,7 +16,8 @@ from typing import NamedTuple
 import speechbrain as sb
 import torch
 
-from utils.brain import CodecBrain, fit_length
+from focalcodec.audio import fit_length
+from utils.brain import CodecBrain
 from utils.checkpoints import load_decoder
 from utils.metrics import CodeUsage
 from utils.pretrained import init_from_pretrained

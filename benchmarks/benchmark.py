@@ -187,7 +187,8 @@ def train_section(stage: str, args: argparse.Namespace, work: Path) -> dict:
     import torch
     from speechbrain.dataio.dataloader import make_dataloader
 
-    from utils.data import add_cached_features, dataio_prepare, load_audio, loader_kwargs
+    from focalcodec.audio import load_audio
+    from utils.data import add_cached_features, dataio_prepare, loader_kwargs
     from utils.feature_cache import build_feature_cache, encoder_config, manifest_entries
 
     if stage == "quantizer":

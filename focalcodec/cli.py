@@ -28,17 +28,19 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["AUDIO_SUFFIXES", "TOKEN_SUFFIX", "load_tokens", "main"]
+from focalcodec.audio import AUDIO_SUFFIXES, audio_info, read_audio, resample, write_wav
+from focalcodec.files import atomic_write
+from focalcodec.hub import looks_like_hub_id
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-"""Suffixes searched for in input folders (a file given by name is read whatever its suffix)."""
+__all__ = ["TOKEN_SUFFIX", "load_tokens", "main"]
+
 TOKEN_SUFFIX = ".toks.pt"
 SIGN_MARGIN = 1e-5
 """Batched latents closer than this to 0 are recomputed alone (batched and single-file results differ
@@ -117,21 +119,6 @@ def collect(
     return items
 
 
-def _save_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file so that an interrupted run never leaves a truncated output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    write(partial)
-    os.replace(partial, path)
-
-
-def write_wav(path: Path, sig: torch.Tensor, sample_rate: int, subtype: str) -> None:
-    import soundfile as sf
-
-    data = sig.detach().float().cpu().clamp(-1.0, 1.0).numpy()
-    _save_atomically(path, lambda tmp: sf.write(tmp, data, sample_rate, subtype=subtype, format="WAV"))
-
-
 def load_tokens(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a token file written by ``encode``."""
     data = torch.load(path, map_location="cpu", weights_only=True)
@@ -191,9 +178,7 @@ class Codec:
         self.output_rate = self.model.sample_rate_output
         self.config = self.model.to_config()
         self.codebook_size = self.model.quantizer.codebook_size
-        self.token_rate = self.input_rate / (
-            self.model.encoder.downsample_factor * self.model.compressor.downsample_factor
-        )
+        self.token_rate = self.model.token_rate
 
     def describe(self) -> str:
         return (
@@ -206,23 +191,19 @@ class Codec:
 
     def probe_audio(self, items: list[Item], report: Report) -> list[Item]:
         """Read the headers; unreadable or empty files are reported. States resampling and downmixing."""
-        import soundfile as sf
-
         readable = []
         for item in items:
             try:
-                info = sf.info(str(item.path))
-                if info.frames < 1:
-                    raise ValueError("no audio samples")
+                info = audio_info(item.path)
             except Exception as error:  # soundfile raises several types for bad files
                 report.fail(item.path, error)
                 continue
             item.meta = {
-                "sample_rate": info.samplerate,
+                "sample_rate": info.sample_rate,
                 "channels": info.channels,
-                "num_samples": info.frames,
+                "num_samples": info.num_samples,
             }
-            item.key = (info.frames / info.samplerate, info.samplerate, info.frames)
+            item.key = (info.seconds, info.sample_rate, info.num_samples)
             readable.append(item)
         rates = Counter(item.meta["sample_rate"] for item in readable)
         for rate, count in sorted(rates.items()):
@@ -236,19 +217,10 @@ class Codec:
         return readable
 
     def read_audio(self, item: Item) -> torch.Tensor:
-        """(N,) mono float32 waveform at the codec's input rate."""
-        import soundfile as sf
-
-        data, rate = sf.read(str(item.path), dtype="float32", always_2d=True)
-        if data.shape[0] == 0:
-            raise ValueError("no audio samples")
-        sig = torch.from_numpy(data).mean(dim=1)
-        if rate != self.input_rate:
-            import torchaudio.functional as AF
-
-            sig = AF.resample(sig, rate, self.input_rate)
-        item.meta.update(sample_rate=rate, num_samples=data.shape[0], channels=data.shape[1])
-        return sig
+        """(N,) mono float32 waveform at the codec's input rate (the item's meta: what was actually read)."""
+        sig, info = read_audio(item.path)
+        item.meta.update(sample_rate=info.sample_rate, num_samples=info.num_samples, channels=info.channels)
+        return resample(sig, info.sample_rate, self.input_rate)
 
     def output_length(self, meta: dict) -> int:
         """Samples at the output rate spanning the original duration."""
@@ -335,7 +307,7 @@ def run_encode(
                             write_wav(item.output, outputs[index], codec.output_rate, subtype)
                         else:
                             record = codec.token_record(toks[index], item.meta)
-                            _save_atomically(item.output, lambda tmp, record=record: torch.save(record, tmp))
+                            atomic_write(item.output, lambda tmp, record=record: torch.save(record, tmp))
                         report.done += 1
                         report.seconds += item.meta["num_samples"] / item.meta["sample_rate"]
                     except Exception as error:
@@ -401,16 +373,11 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _looks_like_path(name: str) -> bool:
-    """A local path rather than a Hub repo id (``namespace/name``)."""
-    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith(os.sep)
-
-
 def load_codec(model: str, device: torch.device) -> Codec:
     if device.type == "cuda":  # TF32 would make results depend on batching beyond SIGN_MARGIN
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    if not Path(model).exists() and _looks_like_path(model):
+    if not Path(model).exists() and not looks_like_hub_id(model):
         raise UsageError(f"--model {model}: no such folder (expected config.json + model.safetensors)")
     try:
         return Codec(model, device)

@@ -20,7 +20,7 @@ Feb 2025 code (separate q/k/v projections) are remapped on load (see ``focalcode
 import copy
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +28,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalcodec.audio import fit_length
 from focalcodec.bsq import BinarySphericalQuantizer
 from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
+from focalcodec.checks import (
+    check_frames,
+    check_length,
+    check_matching_set,
+    check_positive_int,
+    check_signal,
+    check_toks,
+)
 from focalcodec.focalnet import FocalDecoder, FocalEncoder
+from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES, locate
 from focalcodec.vocos import Vocos
 from focalcodec.wavlm import WavLM
 
-__all__ = ["CONFIG_FILE", "REGISTRY", "UPSTREAM_CONFIG_FILE", "WEIGHT_FILES", "FocalCodec"]
+__all__ = ["REGISTRY", "FocalCodec"]
 
 REGISTRY: dict[str, type[nn.Module]] = {
     cls.__name__: cls for cls in (BinarySphericalQuantizer, FocalDecoder, FocalEncoder, Vocos, WavLM)
 }
 """The classes a ``*_name`` constructor argument can pick."""
-
-CONFIG_FILE = "config.json"
-UPSTREAM_CONFIG_FILE = "model.json"
-"""The config again, beside ``model.safetensors``: upstream's loader reads ``<stem>.json`` for a local stem."""
-WEIGHT_FILES = ("model.safetensors", "model.pt")
-"""Weight files of a checkpoint, in order of preference."""
 
 _PARTS = ("encoder", "compressor", "quantizer", "decompressor", "decoder")
 _ARGUMENTS = tuple(f"{part}_{kind}" for part in _PARTS for kind in ("name", "config"))
@@ -67,140 +71,6 @@ def _input_dim(module: nn.Module) -> int:
     """Channels the module consumes: the input size of its first linear or convolution layer."""
     layer = next(m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv1d))
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
-
-
-# --------------------------------------------------------------------------------------------------
-# Input checks
-
-
-def _check_tensor(x: Any, name: str) -> None:
-    """``x`` is a tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-
-
-def _check_float(x: torch.Tensor, name: str) -> None:
-    """``x`` is a real floating-point tensor."""
-    _check_tensor(x, name)
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-
-
-def _check_signal(sig: torch.Tensor) -> None:
-    """``sig`` is a float (B, N) batch of mono waveforms with N >= 1."""
-    _check_float(sig, "sig")
-    if sig.ndim == 1:
-        raise ValueError(
-            f"sig must have shape (B, N), got a 1-D tensor of {sig.shape[0]} samples: "
-            "add the batch axis with sig[None]"
-        )
-    if sig.ndim == 3:
-        raise ValueError(
-            f"sig must have shape (B, N) (mono), got {tuple(sig.shape)}: for (B, C, N) multichannel audio "
-            "mix down first, e.g. sig.mean(dim=1)"
-        )
-    if sig.ndim != 2 or sig.shape[1] == 0:
-        raise ValueError(f"sig must have shape (B, N) with N >= 1, got {tuple(sig.shape)}")
-
-
-def _check_length(length: torch.Tensor, batch_size: int) -> None:
-    """``length`` is a float (B,) tensor of relative lengths in (0, 1]."""
-    _check_float(length, "length")
-    if tuple(length.shape) != (batch_size,):
-        raise ValueError(f"length must have shape ({batch_size},), one per signal, got {tuple(length.shape)}")
-    if not ((length > 0) & (length <= 1)).all():
-        raise ValueError(f"length holds relative lengths (samples / N) in (0, 1], got {length.tolist()}")
-
-
-def _check_frames(x: torch.Tensor, name: str, dim: int) -> None:
-    """``x`` is a float (B, T, dim) tensor with T >= 1."""
-    _check_float(x, name)
-    if x.ndim != 3 or x.shape[1] == 0 or x.shape[2] != dim:
-        hint = f": add the batch axis with {name}[None]" if x.ndim == 2 and x.shape[-1] == dim else ""
-        raise ValueError(f"{name} must have shape (B, T, {dim}) with T >= 1, got {tuple(x.shape)}{hint}")
-
-
-def _check_toks(toks: torch.Tensor, codebook_size: int) -> None:
-    """``toks`` is an integer (B, T) tensor (T >= 1) of values in ``[0, codebook_size)``."""
-    _check_tensor(toks, "toks")
-    if toks.is_floating_point() or toks.is_complex() or toks.dtype == torch.bool:
-        raise ValueError(f"toks must be an integer tensor (e.g. torch.long), got {toks.dtype}")
-    if toks.ndim != 2 or toks.shape[1] == 0:
-        hint = ": add the batch axis with toks[None]" if toks.ndim == 1 else ""
-        raise ValueError(f"toks must have shape (B, T) with T >= 1, got {tuple(toks.shape)}{hint}")
-    low, high = toks.min().item(), toks.max().item()
-    if low < 0 or high >= codebook_size:
-        raise ValueError(f"toks must lie in [0, {codebook_size}), got values in [{low}, {high}]")
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    """``value`` is a Python integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _check_matching_set(matching_set: torch.Tensor, dim: int, num_splits: int) -> None:
-    """``matching_set`` is a float (M, dim) tensor with M >= 1, searchable in ``num_splits`` pieces."""
-    _check_float(matching_set, "matching_set")
-    if matching_set.ndim != 2 or matching_set.shape[0] == 0 or matching_set.shape[1] != dim:
-        raise ValueError(
-            f"matching_set must have shape (M, {dim}) with M >= 1, got {tuple(matching_set.shape)}"
-        )
-    _check_positive_int(num_splits, "num_splits")
-    if num_splits > matching_set.shape[0]:
-        raise ValueError(f"num_splits ({num_splits}) exceeds the matching set size ({matching_set.shape[0]})")
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoint locations
-
-
-def _split_location(config: str | os.PathLike) -> tuple[Path | None, str, str, tuple[str, ...]]:
-    """Where a checkpoint lives: ``(local folder or None, Hub repo id, config file name, weight files)``.
-
-    A local folder holds ``config.json`` and ``model.safetensors``; a local ``*.json`` file names the config
-    inside its folder (same weight files); a local path *stem* ``dir/name`` means ``dir/name.json`` and
-    ``dir/name.safetensors`` (upstream's local convention, e.g. ``my_codec/model``). Anything else is a Hub
-    repo id, optionally followed by ``/<file>.json``.
-    """
-    path = Path(config)
-    if path.is_dir():
-        return path, "", CONFIG_FILE, WEIGHT_FILES
-    if path.suffix == ".json" and path.is_file():
-        return path.parent, "", path.name, WEIGHT_FILES
-    if path.with_name(path.name + ".json").is_file():
-        return path.parent, "", path.name + ".json", (f"{path.name}.safetensors", f"{path.name}.pt")
-    location = os.fspath(config)
-    if location.endswith(".json"):
-        repo_id, _, filename = location.rpartition("/")
-        return None, repo_id, filename, WEIGHT_FILES
-    return None, location, CONFIG_FILE, WEIGHT_FILES
-
-
-def _fetch(folder: Path | None, repo_id: str, filenames: Sequence[str], hf_kwargs: dict) -> Path:
-    """Local path of the first of ``filenames`` found in the local folder or downloaded from the Hub repo."""
-    if folder is not None:
-        for filename in filenames:
-            if (folder / filename).is_file():
-                return folder / filename
-        raise FileNotFoundError(f"{folder} holds none of {', '.join(filenames)}")
-
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
-
-    errors = []
-    for filename in filenames:
-        try:
-            return Path(hf_hub_download(repo_id, filename, **hf_kwargs))
-        except (OSError, EntryNotFoundError, HFValidationError) as error:
-            errors.append(f"{filename}: {type(error).__name__}: {str(error).splitlines()[0]}")
-    raise OSError(
-        f"'{repo_id}' is not a local folder or .json file, and {' / '.join(filenames)} could not be "
-        f"fetched from the Hugging Face Hub repository '{repo_id}' ({'; '.join(errors)}).\n"
-        f"Without network access, copy config.json and model.safetensors of "
-        f"https://huggingface.co/{repo_id} into a folder and pass that folder instead, e.g. "
-        f"FocalCodec.from_pretrained('/path/to/folder')."
-    )
 
 
 def _apply_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> None:
@@ -302,6 +172,16 @@ class FocalCodec(nn.Module):
         return self.sample_rate_input
 
     @property
+    def token_rate(self) -> float:
+        """Tokens per second: input rate / (encoder hop × compressor downsampling), e.g. 50, 25 or 12.5."""
+        return self.sample_rate_input / (self.encoder.downsample_factor * self.compressor.downsample_factor)
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second: token rate × bits per token (650 for the 50 Hz model)."""
+        return self.token_rate * self.quantizer.dim
+
+    @property
     def causal(self) -> bool:
         """True if encoder, compressor, decompressor and decoder are all causal (FocalCodec-Stream)."""
         return all(
@@ -338,14 +218,14 @@ class FocalCodec(nn.Module):
         -------
         (B, T, D) features, ``T = floor((N - 400) / 320) + 1`` for the released (non-causal) models.
         """
-        _check_signal(sig)
+        check_signal(sig)
         if length is not None:
-            _check_length(length, sig.shape[0])
+            check_length(length, sig.shape[0])
         return self.encoder(sig, length=length)[0]
 
     def feats_to_lats(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, T, D) features -> (B, T', code_dim) compressor latents with unit L2 norm."""
-        _check_frames(feats, "feats", _input_dim(self.compressor))
+        check_frames(feats, "feats", _input_dim(self.compressor))
         return F.normalize(self.compressor(feats)[0], dim=-1)
 
     def sig_to_lats(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
@@ -354,7 +234,7 @@ class FocalCodec(nn.Module):
 
     def lats_to_toks(self, lats: torch.Tensor) -> torch.Tensor:
         """(B, T', code_dim) latents -> (B, T') int64 tokens (the sign pattern, MSB first)."""
-        _check_frames(lats, "lats", self.quantizer.dim)
+        check_frames(lats, "lats", self.quantizer.dim)
         return self.quantizer.lats_to_toks(lats)
 
     def feats_to_toks(self, feats: torch.Tensor) -> torch.Tensor:
@@ -367,7 +247,7 @@ class FocalCodec(nn.Module):
 
     def lats_to_codes(self, lats: torch.Tensor) -> torch.Tensor:
         """(B, T', code_dim) latents -> (B, T', code_dim) codes ``±1/sqrt(code_dim)``."""
-        _check_frames(lats, "lats", self.quantizer.dim)
+        check_frames(lats, "lats", self.quantizer.dim)
         return self.quantizer.lats_to_codes(lats)
 
     def feats_to_codes(self, feats: torch.Tensor) -> torch.Tensor:
@@ -380,12 +260,12 @@ class FocalCodec(nn.Module):
 
     def toks_to_codes(self, toks: torch.Tensor) -> torch.Tensor:
         """(B, T') integer tokens in ``[0, codebook_size)`` -> (B, T', code_dim) codes."""
-        _check_toks(toks, self.quantizer.codebook_size)
+        check_toks(toks, self.quantizer.codebook_size)
         return self.quantizer.toks_to_codes(toks)
 
     def codes_to_toks(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, T', code_dim) codes -> (B, T') int64 tokens."""
-        _check_frames(codes, "codes", self.quantizer.dim)
+        check_frames(codes, "codes", self.quantizer.dim)
         return self.quantizer.codes_to_toks(codes)
 
     # ----------------------------------------------------------------------------------------------
@@ -396,7 +276,7 @@ class FocalCodec(nn.Module):
 
         For the 12.5 and 25 Hz models this can be a few frames more than the encoder produced.
         """
-        _check_frames(codes, "codes", self.quantizer.dim)
+        check_frames(codes, "codes", self.quantizer.dim)
         return self.decompressor(codes)[0]
 
     def toks_to_qfeats(self, toks: torch.Tensor) -> torch.Tensor:
@@ -434,9 +314,9 @@ class FocalCodec(nn.Module):
         (B, T, D) matched features.
         """
         dim = _input_dim(self.decoder)
-        _check_frames(feats, "feats", dim)
-        _check_matching_set(matching_set, dim, num_splits)
-        _check_positive_int(topk, "topk")
+        check_frames(feats, "feats", dim)
+        check_matching_set(matching_set, dim, num_splits)
+        check_positive_int(topk, "topk")
 
         queries = F.normalize(feats, dim=-1)
         similarities, indices, offset = [], [], 0
@@ -470,18 +350,13 @@ class FocalCodec(nn.Module):
         (B, output_length or T * upsample_factor) waveforms at ``sample_rate_output``.
         """
         if output_length is not None:
-            _check_positive_int(output_length, "output_length")
+            check_positive_int(output_length, "output_length")
         if matching_set is None:
-            _check_frames(feats, "feats", _input_dim(self.decoder))
+            check_frames(feats, "feats", _input_dim(self.decoder))
         else:
             feats = self.knn(feats, matching_set, topk, num_splits)
         sig = self.decoder(feats)[0]
-        if output_length is None:
-            return sig
-        missing = output_length - sig.shape[-1]
-        if missing > 0:
-            return F.pad(sig[:, None], (0, missing), mode="replicate")[:, 0]
-        return sig[:, :output_length]
+        return sig if output_length is None else fit_length(sig, output_length)
 
     def codes_to_sig(
         self,
@@ -578,8 +453,8 @@ class FocalCodec(nn.Module):
                 raise ValueError("pretrained=True needs a checkpoint location (folder, .json file or Hub id)")
             arguments = copy.deepcopy(dict(config))
         else:
-            folder, repo_id, config_name, weight_files = _split_location(config)
-            config_file = _fetch(folder, repo_id, [config_name], hf_kwargs)
+            location = locate(config)
+            config_file = location.fetch([location.config_file], **hf_kwargs)
             arguments = json.loads(config_file.read_text())
             if not isinstance(arguments, dict):
                 raise ValueError(f"{config_file} must hold a JSON object of FocalCodec arguments")
@@ -591,7 +466,7 @@ class FocalCodec(nn.Module):
         _apply_overrides(arguments, overrides or {})
         model = cls(**arguments)
         if pretrained:
-            model.load_weights(_fetch(folder, repo_id, weight_files, hf_kwargs))
+            model.load_weights(location.fetch(location.weight_files, **hf_kwargs))
         return model
 
     @classmethod

@@ -30,7 +30,6 @@ from utils.pretrained import (
     codec_from_runs,
     find_quantizer_checkpoint,
     init_from_pretrained,
-    token_rate,
 )
 
 TINY_BSQ = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
@@ -135,7 +134,7 @@ def test_export_lower_token_rates(
     assert result.returncode == 0, result.stderr
     assert f"Token rate {rate:g} Hz" in result.stdout and bitrate in result.stdout
     codec = FocalCodec.from_pretrained(folder).eval()
-    assert token_rate(codec) == rate
+    assert codec.token_rate == rate
     assert codec.to_config()["compressor_config"]["downscale_factors"] == factors
     toks = assert_matches_recipe(codec, yaml_file, run, decoder_run, tmp_path)
     assert toks.shape == (1, num_tokens)

@@ -26,11 +26,12 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 import utils.data
+from focalcodec.audio import load_audio
 from focalcodec.wavlm import WavLM
 from train_decoder import Resynthesis
 from train_quantizer import Quantization
 from utils.crop import random_feature_crop
-from utils.data import add_cached_features, load_audio
+from utils.data import add_cached_features
 from utils.feature_cache import (
     FeatureCache,
     FeatureCacheError,

@@ -308,14 +308,14 @@ def test_skip_prep(tmp_path):
 def test_interrupted_run_is_redone(clean_corpus, tmp_path, monkeypatch):
     # Options A prepared; then a run with options B dies while writing the valid manifest.
     _prepare(clean_corpus, tmp_path)
-    real_write = libritts_prepare._write_json_atomic
+    real_write = libritts_prepare.atomic_write_json
 
-    def dying_write(path, data):
+    def dying_write(path, data, indent=None):
         if os.path.basename(path) == "valid.json":
             raise KeyboardInterrupt
-        real_write(path, data)
+        real_write(path, data, indent)
 
-    monkeypatch.setattr(libritts_prepare, "_write_json_atomic", dying_write)
+    monkeypatch.setattr(libritts_prepare, "atomic_write_json", dying_write)
     with pytest.raises(KeyboardInterrupt):
         _prepare(clean_corpus, tmp_path, min_duration=2.0)
     monkeypatch.undo()
@@ -323,7 +323,7 @@ def test_interrupted_run_is_redone(clean_corpus, tmp_path, monkeypatch):
     assert not (tmp_path / "prepare_options.json").exists()
     assert _prepare(clean_corpus, tmp_path) is not None
     assert len(_load(tmp_path, "train")) == 12
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.partial"))
 
 
 def test_manifest_without_options_file_is_redone(clean_corpus, tmp_path):

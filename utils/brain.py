@@ -7,26 +7,13 @@ from typing import NamedTuple
 
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
 from speechbrain.dataio.dataio import write_audio
 from speechbrain.utils.distributed import if_main_process
 
+from focalcodec.audio import absolute_lengths
 from utils.metrics import QualityMetrics
 
-__all__ = ["CodecBrain", "Features", "fit_length", "item_lengths"]
-
-
-def fit_length(sig: torch.Tensor, length: int) -> torch.Tensor:
-    """Cut ``sig`` (..., N) to ``length`` samples, or right-pad it by repeating its last sample."""
-    if sig.shape[-1] >= length:
-        return sig[..., :length]
-    missing = length - sig.shape[-1]
-    return F.pad(sig.unsqueeze(-2), (0, missing), mode="replicate").squeeze(-2)
-
-
-def item_lengths(lens: torch.Tensor, total: int) -> list[int]:
-    """Absolute lengths of the items of a padded batch, from SpeechBrain relative lengths."""
-    return [round(float(rel) * total) for rel in lens]
+__all__ = ["CodecBrain", "Features"]
 
 
 class Features(NamedTuple):
@@ -161,7 +148,7 @@ class CodecBrain(sb.Brain):
         for index, utt_id in enumerate(ids[:remaining]):
             audios = {}
             for name, sig in signals.items():
-                length = item_lengths(lens[index : index + 1], sig.shape[-1])[0]
+                length = absolute_lengths(lens[index : index + 1], 1, sig.shape[-1])[0]
                 audios[name] = sig[index, :length].detach().float().cpu()
                 write_audio(str(folder / f"{utt_id}_{name}.wav"), audios[name], self.hparams.sample_rate)
             if "hyp" in audios:

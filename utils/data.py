@@ -8,35 +8,19 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-__all__ = ["STAGES", "add_cached_features", "dataio_prepare", "load_audio", "loader_kwargs"]
+from focalcodec.audio import load_audio
+
+__all__ = ["STAGES", "add_cached_features", "dataio_prepare", "loader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("train", "valid", "test")
-
-
-def load_audio(path: str, sample_rate: int) -> torch.Tensor:
-    """Read an audio file as a mono float32 waveform at ``sample_rate``.
-
-    Multi-channel audio is averaged to mono; any other rate is resampled.
-
-    Returns
-    -------
-    (N,) float32 waveform in [-1, 1].
-    """
-    data, file_rate = sf.read(path, dtype="float32", always_2d=True)
-    sig = torch.from_numpy(data).mean(dim=1)
-    if file_rate != sample_rate:
-        sig = AF.resample(sig, file_rate, sample_rate)
-    return sig
 
 
 def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:

@@ -14,30 +14,19 @@ import torch
 from speechbrain.utils.distributed import run_on_main
 
 from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
+from focalcodec.files import atomic_write
+from focalcodec.hub import WEIGHT_FILES, Location, weight_file
 
 __all__ = ["WAVLM6_HUB_ID", "EncoderWeightsUnavailableError", "load_frozen_encoder", "wavlm6_state_dict"]
 
 logger = logging.getLogger(__name__)
 
 WAVLM6_HUB_ID = "lucadellalib/focalcodec_50hz"
-WEIGHT_FILES = ("model.safetensors", "model.pt")
 CACHE_NAME = "wavlm6.pt"
 
 
 class EncoderWeightsUnavailableError(RuntimeError):
     """The WavLM6 weights could be neither found locally nor downloaded."""
-
-
-def _weight_file(path: Path) -> Path:
-    """A weight file, or the weight file inside an official-format folder."""
-    if path.is_dir():
-        for name in WEIGHT_FILES:
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"{path} holds none of {', '.join(WEIGHT_FILES)}")
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder checkpoint {path} does not exist")
-    return path
 
 
 def wavlm6_state_dict(path: str | os.PathLike, encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -49,7 +38,7 @@ def wavlm6_state_dict(path: str | os.PathLike, encoder: torch.nn.Module) -> dict
         (``model.safetensors``/``model.pt``, current or legacy layout), or an official-format folder.
     encoder : the module that will load the weights (its keys drive the legacy remap).
     """
-    state = load_state_dict_file(_weight_file(Path(path)))
+    state = load_state_dict_file(weight_file(path))
     if any(key.startswith("encoder.feature_extractor.") for key in state):  # a whole FocalCodec
         targets = [f"encoder.{key}" for key in encoder.state_dict()]
         codec_state = remap_legacy_state_dict(
@@ -63,32 +52,22 @@ def _download_wavlm6(cache_file: Path, hub_id: str) -> None:
     """Fetch the released codec from the Hub and cache its encoder weights (main process only)."""
     if cache_file.is_file():
         return
-    from huggingface_hub import hf_hub_download
-
-    errors = []
-    for name in WEIGHT_FILES:
-        try:
-            downloaded = hf_hub_download(hub_id, name)
-            break
-        except Exception as error:  # any hub/network failure: try the next file, then explain
-            errors.append(f"{name}: {type(error).__name__}: {str(error).splitlines()[0]}")
-    else:
+    try:
+        downloaded = Location(None, hub_id).fetch(WEIGHT_FILES)
+    except OSError as error:
         raise EncoderWeightsUnavailableError(
             f"Could not get the WavLM6 encoder weights: the released FocalCodec checkpoint '{hub_id}' "
-            f"could not be downloaded from the Hugging Face Hub ({'; '.join(errors)}).\n"
+            f"could not be downloaded from the Hugging Face Hub ({str(error).splitlines()[0]}).\n"
             f"Either\n"
             f"  * run once with network access (the weights are then cached as {cache_file}), or\n"
             f"  * copy config.json and model.safetensors of https://huggingface.co/{hub_id} to a folder "
             f"and pass --encoder_checkpoint <that folder> (a WavLM6 state_dict file works too), or\n"
             f"  * for smoke tests only, pass --encoder_random_init True (random, meaningless features)."
-        )
+        ) from error
     from focalcodec.wavlm import WavLM
 
     state = wavlm6_state_dict(downloaded, WavLM())
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, cache_file)
+    atomic_write(cache_file, lambda tmp: torch.save(state, tmp))
     logger.info(f"Cached the WavLM6 encoder of {hub_id} as {cache_file}")
 
 

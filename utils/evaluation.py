@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from focalcodec.audio import AUDIO_SUFFIXES, load_audio
 from focalcodec.codec import FocalCodec
-from utils.data import load_audio
 from utils.metrics import CodeUsage, QualityMetrics
-from utils.pretrained import token_rate
 
 __all__ = [
     "QUALITY_ONLY",
@@ -28,7 +27,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac")
 # Metrics that score one signal alone: the reference row shows these for the input audio
 QUALITY_ONLY = ("utmos", "dnsmos")
 
@@ -89,7 +87,7 @@ def evaluate_codec(
         toks, _, rec = codec(sig)
         usage.append([utt.id], toks.cpu())
         metrics.append([utt.id], rec.cpu(), sig.cpu())
-    rate = token_rate(codec)
+    rate = codec.token_rate
     figures = {
         **metrics.summarize(),
         "Code usage": usage.summarize("usage"),

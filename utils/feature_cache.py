@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from focalcodec.files import atomic_write_json
+
 __all__ = [
     "FORMAT_VERSION",
     "FeatureCache",
@@ -300,12 +302,6 @@ def _prefetch(items: Sequence, load: Callable, depth: int = 4) -> Iterator:
             yield result
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data))
-    os.replace(partial, path)
-
-
 def _shard_done(folder: Path, shard: int, dim: int | None, itemsize: int) -> dict | None:
     """The marker of a complete shard (None when the shard must be (re)built)."""
     marker = folder / f"shard-{shard:05d}.json"
@@ -350,7 +346,7 @@ def _build_shard(
         os.fsync(stream.fileno())
     os.replace(partial, data_file)
     info = {"rows": rows, "dim": dim, "entries": index}
-    _write_json_atomic(folder / f"shard-{shard:05d}.json", info)
+    atomic_write_json(folder / f"shard-{shard:05d}.json", info)
     return info
 
 
@@ -442,7 +438,7 @@ def build_feature_cache(
         if json.loads(meta_file.read_text()).get("key") != key:
             raise FeatureCacheError(f"{cache_folder} belongs to another key (16-hex prefix collision?)")
     elif rank == 0:
-        _write_json_atomic(meta_file, {"key": key, **meta})
+        atomic_write_json(meta_file, {"key": key, **meta})
 
     np_dtype = np.dtype(DTYPES[dtype])
     hop = int(getattr(encoder, "downsample_factor", 320))
@@ -513,7 +509,7 @@ def build_feature_cache(
             "shards": [f"shard-{i:05d}.bin" for i in range(len(shards))],
             "entries": index_entries,
         }
-        _write_json_atomic(index_file, index)
+        atomic_write_json(index_file, index)
         size = sum((cache_folder / name_).stat().st_size for name_ in index["shards"])
         logger.info(f"Feature cache '{name}': complete, {_format_bytes(size)} in {cache_folder}")
     else:
@@ -547,7 +543,7 @@ def prepare_feature_caches(
     datasets : stage -> DynamicItemDataset (after filtering: only the utterances used are cached).
     device : where the encoder runs while building.
     """
-    from utils.data import load_audio
+    from focalcodec.audio import load_audio
 
     check_feature_cache_options(hparams)
     encoder = hparams["encoder"]

@@ -30,6 +30,7 @@ from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
+from focalcodec.hub import looks_like_hub_id
 from utils.checkpoints import find_generator_checkpoint
 from utils.encoder import WAVLM6_HUB_ID, load_frozen_encoder
 
@@ -40,7 +41,6 @@ __all__ = [
     "codec_from_runs",
     "find_quantizer_checkpoint",
     "init_from_pretrained",
-    "token_rate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -448,11 +448,6 @@ def codec_from_runs(
     return codec.requires_grad_(False).eval()
 
 
-def token_rate(codec: FocalCodec) -> float:
-    """Tokens per second: input rate / (encoder hop × compressor downsampling)."""
-    return codec.sample_rate_input / (codec.encoder.downsample_factor * codec.compressor.downsample_factor)
-
-
 # --------------------------------------------------------------------------------------------------
 # Fine-tuning: recipe modules <- a pretrained codec
 
@@ -491,17 +486,6 @@ def _setting_mismatches(settings: Mapping[str, Any], hparams: Mapping[str, Any])
     return mismatches
 
 
-def _looks_like_hub_id(location: str) -> bool:
-    """``[namespace/]name`` (optionally ``/<file>.json``), not a relative or absolute path."""
-    parts = location.split("/")
-    return (
-        not location.startswith((".", "/", "~"))
-        and "\\" not in location
-        and (len(parts) <= 2 or (len(parts) == 3 and parts[2].endswith(".json")))
-        and all(parts)
-    )
-
-
 def init_from_pretrained(
     source: str | os.PathLike,
     hparams: Mapping[str, Any] | None = None,
@@ -528,7 +512,7 @@ def init_from_pretrained(
     unknown = sorted(set(modules) - set(_MODULE_KEYWORDS))
     if unknown:
         raise ValueError(f"unknown modules {unknown}; expected some of {', '.join(_MODULE_KEYWORDS)}")
-    if not Path(source).exists() and not _looks_like_hub_id(os.fspath(source)):
+    if not Path(source).exists() and not looks_like_hub_id(source):
         raise FileNotFoundError(
             f"{source} does not exist: give an official-format folder (config.json + model.safetensors) "
             "or a Hugging Face Hub repo id such as lucadellalib/focalcodec_50hz"

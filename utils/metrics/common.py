@@ -18,6 +18,8 @@ import torch
 import torchaudio
 from speechbrain.utils.metric_stats import MetricStats
 
+from focalcodec.audio import absolute_lengths
+
 __all__ = [
     "METRIC_SAMPLE_RATE",
     "LazyModel",
@@ -173,16 +175,6 @@ class LazyModel:
         return self.model
 
 
-def true_lengths(lens: torch.Tensor | None, batch_size: int, num_samples: int) -> list[int]:
-    """Number of valid samples per item: ``round(lens * N)``, at least 1 (all ``N`` when ``lens`` is None)."""
-    if lens is None:
-        return [num_samples] * batch_size
-    lens = torch.as_tensor(lens, dtype=torch.float64).reshape(-1).cpu()
-    if lens.numel() != batch_size:
-        raise ValueError(f"lens has {lens.numel()} entries for a batch of {batch_size}")
-    return [min(num_samples, max(1, round(value * num_samples))) for value in lens.tolist()]
-
-
 def prepare_items(sig: torch.Tensor, lens: torch.Tensor | None, sample_rate: int) -> list[torch.Tensor]:
     """Cut a padded batch ``(B, N)`` to its items' true lengths and resample each to 16 kHz (float32).
 
@@ -193,7 +185,7 @@ def prepare_items(sig: torch.Tensor, lens: torch.Tensor | None, sample_rate: int
     if lens is not None and torch.as_tensor(lens).dim() > 1:
         raise ValueError("lens must be a (batch,) tensor of relative lengths (was a signal passed as lens?)")
     sig = sig.detach().float()
-    items = [sig[i, :n] for i, n in enumerate(true_lengths(lens, *sig.shape))]
+    items = [sig[i, :n] for i, n in enumerate(absolute_lengths(lens, *sig.shape))]
     if sample_rate != METRIC_SAMPLE_RATE:
         items = [torchaudio.functional.resample(item, sample_rate, METRIC_SAMPLE_RATE) for item in items]
     return items

@@ -1,0 +1,109 @@
+"""Audio files and waveform lengths: reading any file as a mono waveform at the codec's rate, writing WAVs,
+and the length conventions of padded batches.
+
+Reading uses ``soundfile`` (WAV, FLAC, OGG, and MP3 where libsndfile supports it), averages the channels
+and resamples with ``torchaudio``; files are never modified.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from focalcodec.files import atomic_write
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AudioInfo",
+    "absolute_lengths",
+    "audio_info",
+    "fit_length",
+    "load_audio",
+    "write_wav",
+]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+"""Suffixes of the audio files looked for in folders (a file named explicitly is read whatever its suffix)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: its rate, length and channel count."""
+
+    sample_rate: int
+    num_samples: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """The header of an audio file (no samples read). Raises on unreadable or empty files."""
+    import soundfile as sf
+
+    info = sf.info(os.fspath(path))
+    if info.frames < 1:
+        raise ValueError("no audio samples")
+    return AudioInfo(info.samplerate, info.frames, info.channels)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, AudioInfo]:
+    """Read an audio file as a mono float32 waveform at its own rate: (N,) in [-1, 1] (channels averaged),
+    and what was actually read (rate, samples, channels). Raises on unreadable or empty files."""
+    import soundfile as sf
+
+    data, file_rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+    if data.shape[0] == 0:
+        raise ValueError("no audio samples")
+    return torch.from_numpy(data).mean(dim=1), AudioInfo(file_rate, data.shape[0], data.shape[1])
+
+
+def resample(sig: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    """(..., N) at ``from_rate`` -> (..., N') at ``to_rate`` (unchanged when the rates are equal)."""
+    if from_rate == to_rate:
+        return sig
+    import torchaudio.functional as AF
+
+    return AF.resample(sig, from_rate, to_rate)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
+    """Read an audio file as a mono float32 waveform at ``sample_rate``: (N,) in [-1, 1].
+
+    Channels are averaged; any other rate is resampled. Raises on unreadable or empty files.
+    """
+    sig, info = read_audio(path)
+    return resample(sig, info.sample_rate, sample_rate)
+
+
+def write_wav(path: str | os.PathLike, sig: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write a (N,) waveform as a WAV file (clipped to [-1, 1]), atomically: never a truncated file."""
+    import soundfile as sf
+
+    data = sig.detach().float().cpu().clamp(-1.0, 1.0).numpy()
+    atomic_write(Path(path), lambda tmp: sf.write(tmp, data, sample_rate, subtype=subtype, format="WAV"))
+
+
+def fit_length(sig: torch.Tensor, length: int) -> torch.Tensor:
+    """Cut ``sig`` (..., N) to ``length`` samples, or right-pad it by repeating its last sample."""
+    if sig.shape[-1] >= length:
+        return sig[..., :length]
+    missing = length - sig.shape[-1]
+    return F.pad(sig.unsqueeze(-2), (0, missing), mode="replicate").squeeze(-2)
+
+
+def absolute_lengths(lens: torch.Tensor | None, batch_size: int, total: int) -> list[int]:
+    """Valid samples (or frames) of each item of a padded batch from SpeechBrain relative lengths.
+
+    ``round(lens[b] * total)``, between 1 and ``total``; every item is whole when ``lens`` is None.
+    """
+    if lens is None:
+        return [total] * batch_size
+    lens = torch.as_tensor(lens, dtype=torch.float64).reshape(-1).cpu()
+    if lens.numel() != batch_size:
+        raise ValueError(f"lens has {lens.numel()} entries for a batch of {batch_size}")
+    return [min(total, max(1, round(value * total))) for value in lens.tolist()]
