@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
-from utils.pretrained import StageRun, codec_from_runs
+from utils.export import codec_from_runs
+from utils.run_folder import RunFolder
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -101,7 +102,7 @@ def main(argv: list[str]) -> int:
     )
     print(f"Input {codec.sample_rate_input} Hz, output {codec.sample_rate_output} Hz")
     print(f'Load with: FocalCodec.from_pretrained("{output}") (upstream package: "{output / "model"}")')
-    if StageRun.read(args.quantizer).setting("encoder_random_init", False):
+    if RunFolder.read(args.quantizer).random_encoder:
         print("WARNING: the encoder of this codec is RANDOMLY INITIALISED (a smoke-run export)")
     return 0
 

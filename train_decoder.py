@@ -9,7 +9,7 @@ discriminators. Valid and test resynthesize whole utterances.
 """
 
 import sys
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import speechbrain as sb
 import torch
@@ -19,7 +19,7 @@ from speechbrain.utils.distributed import if_main_process
 from focalcodec.audio import fit_length
 from utils.brain import CodecBrain
 from utils.crop import min_crop_samples, random_feature_crop
-from utils.pretrained import init_from_pretrained
+from utils.finetune import init_from_pretrained
 from utils.recipe import setup_recipe, train_and_test
 
 
@@ -32,6 +32,9 @@ class GeneratorOutput(NamedTuple):
 
 class Resynthesis(CodecBrain):
     """Trains the Vocos generator and the HiFi-GAN discriminator; the encoder stays frozen."""
+
+    stage = "decoder"
+    trained_parts: ClassVar[dict[str, str]] = {"decoder": "generator"}
 
     def init_optimizers(self) -> None:
         """One AdamW per network, both checkpointed."""
@@ -185,8 +188,8 @@ def crop_seconds(hparams: dict) -> float:
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, train_min_duration=crop_seconds)
     hparams = recipe.hparams
-    if hparams["init_from"] is not None:  # fine-tuning (this run's checkpoint still wins on resume)
-        init_from_pretrained(hparams["init_from"], hparams=hparams, generator=hparams["generator"])
+    if recipe.pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
+        init_from_pretrained(recipe.pretrained, hparams=hparams, generator=hparams["generator"])
     hparams["progress"].select(recipe.datasets["valid"])
     train_and_test(Resynthesis, recipe, max_key="epoch")
 

@@ -11,17 +11,17 @@ The loss is the feature MSE (padding masked) plus the quantizer's entropy loss. 
 
 import logging
 import sys
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import speechbrain as sb
 import torch
 
 from focalcodec.audio import fit_length
 from utils.brain import CodecBrain
-from utils.checkpoints import load_decoder
+from utils.finetune import init_from_pretrained
 from utils.metrics import CodeUsage
-from utils.pretrained import init_from_pretrained
 from utils.recipe import setup_recipe, train_and_test
+from utils.run_folder import load_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,14 @@ class QuantizerOutput(NamedTuple):
 
 
 class Quantization(CodecBrain):
-    """Trains compressor, quantizer and decompressor; the encoder and decoder stay frozen."""
+    """Trains compressor, quantizer and decompressor; the encoder and decoder (if any) stay frozen."""
 
+    stage = "quantizer"
+    trained_parts: ClassVar[dict[str, str]] = {
+        "compressor": "compressor",
+        "quantizer": "quantizer",
+        "decompressor": "decompressor",
+    }
     frozen_modules = ("encoder", "decoder")
 
     def compute_forward(self, batch, stage: sb.Stage) -> QuantizerOutput:
@@ -69,7 +75,7 @@ class Quantization(CodecBrain):
             loss = self.compute_objectives(predictions, batch, stage)
         sig, lens = batch.sig
         signals = {"ref": sig}
-        if self.hparams.decoder_checkpoint is not None:
+        if self.hparams.decoder is not None:
             decoder = self.hparams.decoder
             signals["hyp"] = fit_length(decoder(predictions.hyp_feats.float())[0], sig.shape[-1])
             signals["rec"] = fit_length(decoder(predictions.feats.float())[0], sig.shape[-1])
@@ -81,7 +87,7 @@ class Quantization(CodecBrain):
         """Reset counters; valid/test count code usage over the whole set."""
         super().on_stage_start(stage, epoch)
         self.code_usage = CodeUsage(2**self.hparams.quantizer_code_dim)
-        if self.quality is not None and self.hparams.decoder_checkpoint is None:
+        if self.quality is not None and self.hparams.decoder is None:
             logger.info("No --decoder_checkpoint: no resynthesized audio, so no audio-quality metrics")
             self.quality = None
 
@@ -118,16 +124,18 @@ class Quantization(CodecBrain):
 
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, train_audio=False)  # training reads cached features only (when cached)
-    hparams = recipe.hparams
-    if hparams["decoder_checkpoint"] is not None:
-        load_decoder(hparams["decoder"], hparams["decoder_checkpoint"])
-    if hparams["init_from"] is not None:  # fine-tuning (this run's checkpoint still wins on resume)
-        modules = {name: hparams[name] for name in ("compressor", "quantizer", "decompressor")}
-        if hparams["decoder_checkpoint"] is None:  # listen through the pretrained codec's decoder
-            modules["decoder"] = hparams["decoder"].requires_grad_(False).eval()
-        init_from_pretrained(hparams["init_from"], hparams=hparams, **modules)
-        if hparams["decoder_checkpoint"] is None:
-            hparams["decoder_checkpoint"] = hparams["init_from"]  # i.e. "a trained decoder is loaded"
+    hparams, pretrained = recipe.hparams, recipe.pretrained
+    trained = {name: hparams[name] for name in Quantization.trained_parts.values()}
+    if hparams["decoder_checkpoint"] is not None:  # listen through the decoder stage's decoder
+        hparams["decoder"] = load_decoder(
+            hparams["decoder_checkpoint"], hparams["decoder"], hparams["encoder"]
+        )
+    elif pretrained is not None and "decoder" in pretrained.parts:  # ... or the fine-tuned codec's
+        trained["decoder"] = hparams["decoder"].requires_grad_(False).eval()
+    else:
+        hparams["decoder"] = None  # no trained decoder: no resynthesized audio
+    if pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
+        init_from_pretrained(pretrained, hparams=hparams, **trained)
     train_and_test(Quantization, recipe, min_key="loss")
 
 

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from focalcodec.config import remembers_config
+
 __all__ = ["BinarySphericalQuantizer", "QuantizerOutput"]
 
 
@@ -27,6 +29,7 @@ class QuantizerOutput(NamedTuple):
     """(..., dim) codes in ``±1/sqrt(dim)``."""
 
 
+@remembers_config
 class BinarySphericalQuantizer(nn.Module):
     """Sign quantizer on the unit hypersphere with ``codebook_size = 2^dim`` implicit codes.
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalcodec.config import remembers_config
 from focalcodec.layers import DynamicTanh, Snake1d, pad_causal, pad_same
 
 __all__ = [
@@ -354,6 +355,7 @@ def _check_left_contexts(left_contexts: list[LeftContext] | None, num_layers: in
     return list(left_contexts)
 
 
+@remembers_config
 class FocalEncoder(nn.Module):
     """FocalCodec compressor: features (B, T, input_dim) -> latents (B, T', output_dim), not normalised.
 
@@ -435,6 +437,7 @@ class FocalEncoder(nn.Module):
         return self.out_proj(self.dropout(x)), new_left_contexts
 
 
+@remembers_config
 class FocalDecoder(nn.Module):
     """FocalCodec decompressor: codes (B, T', input_dim) -> features (B, T' * upsample_factor, output_dim).
 

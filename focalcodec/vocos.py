@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalcodec.config import remembers_config
 from focalcodec.layers import pad_causal, pad_same
 
 __all__ = ["ISTFT", "ConvNeXtBlock", "ISTFTHead", "PaddedConv1d", "Vocos", "VocosBackbone"]
@@ -238,6 +239,7 @@ class ISTFTHead(nn.Module):
         return self.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)))
 
 
+@remembers_config
 class Vocos(nn.Module):
     """Vocos vocoder: ``(B, T, input_dim)`` features at the frame rate -> ``(B, T * hop_length)`` waveform.
 

@@ -15,6 +15,7 @@ causal model can be run chunk by chunk of any length: pass the returned ``left_c
 import torch
 from torch import nn
 
+from focalcodec.config import remembers_config
 from focalcodec.vocos import LeftContexts, VocosBackbone
 
 __all__ = ["WaveNeXt", "WaveNeXtHead"]
@@ -38,6 +39,7 @@ class WaveNeXtHead(nn.Module):
         return self.proj(x).flatten(start_dim=1).clamp(-1.0, 1.0)
 
 
+@remembers_config
 class WaveNeXt(nn.Module):
     """WaveNeXt vocoder: ``(B, T, input_dim)`` features at the frame rate -> ``(B, T * hop_length)`` waveform.
 

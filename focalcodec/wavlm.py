@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalcodec.config import remembers_config
 from focalcodec.layers import pad_causal
 
 __all__ = ["WavLM", "relative_position_bucket"]
@@ -417,6 +418,7 @@ class TransformerEncoder(nn.Module):
         return x, pos_context, new_caches
 
 
+@remembers_config
 class WavLM(nn.Module):
     """WavLM encoder (layer-norm CNN feature extractor + gated relative position transformer).
 

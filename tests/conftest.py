@@ -5,13 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_runner import run_recipe
+from recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
 from utils.sample_corpus import make_sample_corpus
-
-SMALL_SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
-RUN_ARGS = ["--train_batch_size", "2", "--valid_size", "2", "--num_epochs", "1"]
-QUANTIZER_ARGS = [*RUN_ARGS, "--train_split", "[train-clean-100]"]
 
 
 @pytest.fixture(autouse=True)

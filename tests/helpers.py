@@ -1,6 +1,7 @@
 """Test helpers: parity reference vectors and state-dict listings (copied from the spec)."""
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,24 @@ def assert_matches_listing_part(module: torch.nn.Module, listing: Listing, prefi
     state = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     missing, unexpected = sorted(set(entries) - set(state)), sorted(set(state) - set(entries))
     assert state == entries, f"{prefix}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+
+
+def legacy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict the Feb 2025 code saved for ``model`` (layout of FocalCodec_50hz_legacy_key_map.txt)."""
+    state = model.state_dict()
+    legacy = {}
+    for key, value in state.items():
+        if ".qkv_proj." in key:
+            for projection, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3), strict=True):
+                legacy[key.replace("qkv_proj", projection)] = part.clone()
+            continue
+        key = re.sub(r"^compressor\.layers\.(\d+)\.downscale\.", r"compressor.layers.\1.0.", key)
+        key = re.sub(r"^compressor\.layers\.(\d+)\.focal_block\.", r"compressor.layers.\1.1.", key)
+        key = re.sub(r"^decompressor\.layers\.(\d+)\.focal_block\.", r"decompressor.layers.\1.0.", key)
+        key = re.sub(r"^decompressor\.layers\.(\d+)\.upscale\.", r"decompressor.layers.\1.1.", key)
+        legacy[key] = value.clone()
+    dim = state["encoder.feature_proj.bias"].shape[0]
+    legacy["encoder.encoder.norm.weight"] = torch.randn(dim)  # unused by the current code
+    legacy["encoder.encoder.norm.bias"] = torch.randn(dim)
+    legacy["quantizer.mask"] = 2 ** torch.arange(12, -1, -1)
+    return legacy

@@ -8,7 +8,10 @@ from pathlib import Path
 from utils.train_logger import parse_train_log
 
 __all__ = [
+    "QUANTIZER_ARGS",
     "ROOT",
+    "RUN_ARGS",
+    "SMALL_SPLITS",
     "build_brain",
     "fit_brain",
     "load_hparams",
@@ -23,6 +26,10 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+# The small corpus and the options of the recipe runs shared by the suite (tests/conftest.py)
+SMALL_SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
+RUN_ARGS = ["--train_batch_size", "2", "--valid_size", "2", "--num_epochs", "1"]
+QUANTIZER_ARGS = [*RUN_ARGS, "--train_split", "[train-clean-100]"]
 
 
 def recipe_env() -> dict[str, str]:

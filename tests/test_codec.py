@@ -2,7 +2,6 @@
 
 import ast
 import json
-import re
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ from helpers import (
     assert_close,
     assert_matches_listing,
     assert_same_state,
+    legacy_state_dict,
     load_reference,
     read_listing,
     seeded,
@@ -234,27 +234,6 @@ def test_unreachable_hub(monkeypatch, tmp_path) -> None:
 # Legacy (Feb 2025) checkpoints
 
 
-def legacy_state_dict(model: FocalCodec) -> dict[str, torch.Tensor]:
-    """The state_dict the Feb 2025 code saved for ``model`` (layout of FocalCodec_50hz_legacy_key_map.txt)."""
-    state = model.state_dict()
-    legacy = {}
-    for key, value in state.items():
-        if ".qkv_proj." in key:
-            for projection, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3), strict=True):
-                legacy[key.replace("qkv_proj", projection)] = part.clone()
-            continue
-        key = re.sub(r"^compressor\.layers\.(\d+)\.downscale\.", r"compressor.layers.\1.0.", key)
-        key = re.sub(r"^compressor\.layers\.(\d+)\.focal_block\.", r"compressor.layers.\1.1.", key)
-        key = re.sub(r"^decompressor\.layers\.(\d+)\.focal_block\.", r"decompressor.layers.\1.0.", key)
-        key = re.sub(r"^decompressor\.layers\.(\d+)\.upscale\.", r"decompressor.layers.\1.1.", key)
-        legacy[key] = value.clone()
-    dim = state["encoder.feature_proj.bias"].shape[0]
-    legacy["encoder.encoder.norm.weight"] = torch.randn(dim)  # unused by the current code
-    legacy["encoder.encoder.norm.bias"] = torch.randn(dim)
-    legacy["quantizer.mask"] = 2 ** torch.arange(12, -1, -1)
-    return legacy
-
-
 def read_legacy_map() -> tuple[dict[str, tuple[tuple[int, ...], str]], list[str]]:
     """The legacy key map: current key -> (shape, legacy source), and the dropped legacy keys."""
     mapping, dropped = {}, []
@@ -283,7 +262,7 @@ def test_legacy_remap_full_size() -> None:
     }
     legacy_keys = [key for keys in sources.values() for key in keys] + dropped
     assert len(legacy_keys) == len(set(legacy_keys)) == 355
-    assert sorted(legacy_keys) == sorted(legacy_state_dict(model))  # the builder below is faithful
+    assert sorted(legacy_keys) == sorted(legacy_state_dict(model))  # the helper is faithful
 
     tags = {key: torch.tensor([float(i)]) for i, key in enumerate(legacy_keys)}
     remapped = remap_legacy_state_dict(tags, state.keys())

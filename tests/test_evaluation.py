@@ -13,8 +13,8 @@ from recipe_runner import ROOT, recipe_env
 
 from focalcodec.codec import FocalCodec
 from utils.evaluation import evaluate_codec, list_utterances, score_reference, write_table
+from utils.export import codec_from_runs
 from utils.metrics import QualityMetrics
-from utils.pretrained import codec_from_runs
 
 REAL_SPEECH = ROOT / "tests" / "data" / "real-speech"
 CLIPS = ["84-121123-0000.flac", "84-121123-0007.wav"]  # 2 s each, a FLAC and a WAV

@@ -296,16 +296,19 @@ def test_tensorboard_and_curves(decoder_run):
 def test_quantizer_reads_the_decoder_checkpoint(small_corpus, decoder_run, tmp_path):
     out = tmp_path / "bsq"
     splits = ["--train_split", "[train-clean-100]", "--num_epochs", "1", "--train_batch_size", "2"]
+    # the decoder is built from the decoder run's parts.json: the YAML's decoder_* settings do not matter
     run_recipe(
-        "train_quantizer.py", "bsq.yaml", small_corpus, out, *splits, "--decoder_checkpoint", str(decoder_run)
-    )
+        "train_quantizer.py", "bsq.yaml", small_corpus, out, *splits,
+        "--decoder_checkpoint", str(decoder_run), "--decoder_dim", "48",
+    )  # fmt: skip
     written = {path.name.rsplit("_", 1)[1] for path in (out / "audios").rglob("*.wav")}
     assert written == {"hyp.wav", "rec.wav", "ref.wav"}
-    # The same checkpoint given as a file works; a mismatching decoder config is an error, not a warning
-    generator = next(checkpoints(decoder_run)[0].glob("generator.ckpt"))
+    # a bare weight file must fit the decoder_* settings: a mismatch is an error, not a warning
+    bare = tmp_path / "generator.ckpt"
+    shutil.copy(next(checkpoints(decoder_run)[0].glob("generator.ckpt")), bare)
     result = run_recipe(
         "train_quantizer.py", "bsq.yaml", small_corpus, tmp_path / "bad", *splits,
-        "--decoder_checkpoint", str(generator), "--decoder_dim", "48", check=False,
+        "--decoder_checkpoint", str(bare), "--decoder_dim", "48", check=False,
     )  # fmt: skip
     assert result.returncode != 0 and "does not fit the decoder_* settings" in result.stdout + result.stderr
 

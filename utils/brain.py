@@ -3,7 +3,7 @@ resynthesized-audio dumps, audio-quality metrics and running means of extra stat
 
 from collections import defaultdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import speechbrain as sb
 import torch
@@ -33,9 +33,14 @@ class CodecBrain(sb.Brain):
     ``output_folder``, ``epoch_counter`` and, for the audio-quality metrics, ``compute_metrics``,
     ``valid_metrics_every``, ``quality_metrics`` (a factory) and ``metrics_file``. Frozen modules are
     listed in ``frozen_modules``: they are moved to the device with the Brain but are neither trained
-    nor checkpointed.
+    nor checkpointed (``None`` if absent). Subclasses name their ``stage`` and ``trained_parts``, which the
+    run folder records.
     """
 
+    stage: str
+    """The stage's name in its run folder (utils/run_folder.py)."""
+    trained_parts: ClassVar[dict[str, str]]
+    """Codec part -> YAML key of the module trained for it (also its checkpoint file name)."""
     frozen_modules: tuple[str, ...] = ("encoder",)
 
     def on_fit_start(self) -> None:
@@ -50,7 +55,9 @@ class CodecBrain(sb.Brain):
 
     def _frozen_to_device(self) -> None:
         for name in self.frozen_modules:
-            getattr(self.hparams, name).to(self.device).eval()
+            module = getattr(self.hparams, name)
+            if module is not None:  # e.g. no decoder to listen through
+                module.to(self.device).eval()
 
     @torch.no_grad()
     def extract_feats(self, sig: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

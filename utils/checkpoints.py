@@ -1,22 +1,19 @@
-"""Checkpoints: saving them so that a kill never leaves a broken one, and finding and loading trained
-weights across the two stages (the decoder stage's generator)."""
+"""Checkpoints: saving them so that a kill never leaves a broken one, and finding the one to use."""
 
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from ruamel.yaml import YAML
 from speechbrain.utils.checkpoints import METAFNAME, Checkpointer
 from speechbrain.utils.distributed import if_main_process
 
-from focalcodec.checkpoint import load_state_dict_file
-
-__all__ = ["AtomicCheckpointer", "find_generator_checkpoint", "load_decoder"]
+__all__ = ["AtomicCheckpointer", "checkpoint_meta", "find_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_FILE = "generator.ckpt"
 PENDING_METAFNAME = METAFNAME + ".pending"
 
 
@@ -52,42 +49,54 @@ class AtomicCheckpointer(Checkpointer):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def find_generator_checkpoint(path: str | os.PathLike) -> Path:
-    """Locate the decoder stage's trained Vocos weights.
+def checkpoint_meta(folder: Path) -> dict:
+    """The meta (``CKPT.yaml``) of a checkpoint folder."""
+    meta = YAML(typ="safe", pure=True).load((folder / METAFNAME).read_text())
+    return meta if isinstance(meta, dict) else {}
+
+
+def _complete(folder: Path, files: Sequence[str]) -> bool:
+    return (folder / METAFNAME).is_file() and all((folder / name).is_file() for name in files)
+
+
+def find_checkpoint(
+    path: str | os.PathLike,
+    files: Sequence[str],
+    which: str = "best",
+    min_key: str | None = None,
+    max_key: str | None = None,
+) -> Path:
+    """The ``CKPT+*`` folder to use.
 
     Arguments
     ---------
-    path : a weight file (e.g. ``.../CKPT+.../generator.ckpt``), one ``CKPT+...`` folder, or the
-        decoder stage's save folder or output folder (the checkpoint with the highest epoch is taken,
-        as the decoder stage's own test does; the most recent one if none has an epoch).
+    path : a checkpoint folder (or a file in one: then that folder is used), or a run's output or save
+        folder (then a complete checkpoint holding all ``files`` is chosen).
+    files : the files a checkpoint must hold (e.g. ``["generator.ckpt"]``).
+    which : ``"best"`` (lowest ``min_key`` / highest ``max_key`` of the meta, as the stage's own test
+        chooses; the most recent when neither is given) or ``"latest"``.
     """
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     path = Path(path)
-    if path.is_file():
-        return path
-    if (path / GENERATOR_FILE).is_file():
-        return path / GENERATOR_FILE
+    for folder in (path, path.parent):
+        if _complete(folder, files):
+            return folder
     save_folder = path / "save" if (path / "save").is_dir() else path
-    if save_folder.is_dir():
-        checkpointer = Checkpointer(save_folder)
-        checkpoint = checkpointer.find_checkpoint(max_key="epoch") or checkpointer.find_checkpoint()
-        if checkpoint is not None and (checkpoint.path / GENERATOR_FILE).is_file():
-            return checkpoint.path / GENERATOR_FILE
-    raise FileNotFoundError(
-        f"No trained decoder found at {path}: expected a {GENERATOR_FILE} file, a CKPT+ folder holding "
-        f"one, or the decoder stage's output/save folder (e.g. results/vocos/0)"
-    )
-
-
-def load_decoder(decoder: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """Load the decoder stage's generator into ``decoder`` (strictly: a wrong file is an error, not
-    a warning as in the original) and freeze it."""
-    file = find_generator_checkpoint(path)
-    try:
-        decoder.load_state_dict(load_state_dict_file(file), strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(
-            f"The decoder checkpoint {file} does not fit the decoder_* settings of this YAML "
-            f"(they must equal the generator_* settings of the decoder stage):\n{error}"
-        ) from error
-    logger.info(f"Loaded the trained decoder from {file}")
-    return decoder.requires_grad_(False).eval()
+    complete = [folder for folder in sorted(save_folder.glob("CKPT+*")) if _complete(folder, files)]
+    if not complete:
+        raise FileNotFoundError(
+            f"No complete checkpoint in {save_folder} holding {', '.join(files)} (has the stage finished an "
+            "epoch there? give its output folder, e.g. results/bsq/0, or one of its CKPT+ folders)"
+        )
+    metas = {folder: checkpoint_meta(folder) for folder in complete}
+    key = min_key or max_key
+    if which == "latest" or key is None:
+        return max(complete, key=lambda folder: metas[folder].get("unixtime", 0.0))
+    scored = [folder for folder in complete if key in metas[folder]]
+    if not scored:
+        raise FileNotFoundError(
+            f"No checkpoint of {save_folder} has a '{key}' (only intra-epoch ones); use which='latest'"
+        )
+    choose = min if min_key else max
+    return choose(scored, key=lambda folder: metas[folder][key])

@@ -9,6 +9,7 @@ allows a randomly initialised encoder for smoke runs and tests.
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from speechbrain.utils.distributed import run_on_main
@@ -17,7 +18,13 @@ from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
 from focalcodec.files import atomic_write
 from focalcodec.hub import WEIGHT_FILES, Location, weight_file
 
-__all__ = ["WAVLM6_HUB_ID", "EncoderWeightsUnavailableError", "load_frozen_encoder", "wavlm6_state_dict"]
+__all__ = [
+    "WAVLM6_HUB_ID",
+    "EncoderWeightsUnavailableError",
+    "encoder_state_dict",
+    "load_frozen_encoder",
+    "wavlm6_state_dict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +78,37 @@ def _download_wavlm6(cache_file: Path, hub_id: str) -> None:
     logger.info(f"Cached the WavLM6 encoder of {hub_id} as {cache_file}")
 
 
+def encoder_state_dict(
+    encoder: torch.nn.Module,
+    checkpoint: str | os.PathLike | None = None,
+    hub: str = WAVLM6_HUB_ID,
+    cache_folder: str | os.PathLike | None = None,
+) -> dict[str, torch.Tensor]:
+    """WavLM6 weights for ``encoder``: from a local ``checkpoint`` (see :func:`wavlm6_state_dict`), or the
+    encoder of the released codec ``hub``, downloaded once (on the main process) and cached as
+    ``<cache_folder>/wavlm6.pt`` (the Hugging Face cache by default)."""
+    if checkpoint is None:
+        if cache_folder is None:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            cache_folder = HF_HUB_CACHE
+        checkpoint = Path(cache_folder) / CACHE_NAME
+        run_on_main(_download_wavlm6, kwargs={"cache_file": checkpoint, "hub_id": hub})
+    return wavlm6_state_dict(checkpoint, encoder)
+
+
 def load_frozen_encoder(
     encoder: torch.nn.Module,
     checkpoint: str | None = None,
     cache_folder: str | None = None,
     hub_id: str = WAVLM6_HUB_ID,
     random_init: bool = False,
-) -> torch.nn.Module:
+) -> dict[str, Any]:
     """Load the encoder weights on every process (the original loaded them on rank 0 only) and freeze it.
 
     Arguments
     ---------
-    encoder : the WavLM built from the YAML.
+    encoder : the WavLM built from the YAML; it is put in eval mode with ``requires_grad=False``.
     checkpoint : local weights (see :func:`wavlm6_state_dict`); when ``None`` the cached download is used.
     cache_folder : where ``wavlm6.pt`` is cached (the Hugging Face cache by default).
     hub_id : the released codec whose encoder is taken.
@@ -90,7 +116,8 @@ def load_frozen_encoder(
 
     Returns
     -------
-    The same encoder, in eval mode with ``requires_grad=False``.
+    Where the weights came from, as the run folder records it (:mod:`utils.run_folder`):
+    ``{"random_init": True}``, ``{"checkpoint": <absolute path>}`` or ``{"hub": ..., "cache_folder": ...}``.
     """
     encoder.requires_grad_(False).eval()
     if random_init:
@@ -100,15 +127,10 @@ def load_frozen_encoder(
             + "\nencoder_random_init is set: the WavLM6 encoder is RANDOMLY INITIALISED. Its features "
             "are meaningless; use this for smoke runs and tests only.\n" + "!" * 80
         )
-        return encoder
-    if checkpoint is None:
-        if cache_folder is None:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            cache_folder = HF_HUB_CACHE
-        cache_file = Path(cache_folder) / CACHE_NAME
-        run_on_main(_download_wavlm6, kwargs={"cache_file": cache_file, "hub_id": hub_id})
-        checkpoint = cache_file
-    encoder.load_state_dict(wavlm6_state_dict(checkpoint, encoder), strict=True)
-    logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")
-    return encoder
+        return {"random_init": True}
+    encoder.load_state_dict(encoder_state_dict(encoder, checkpoint, hub_id, cache_folder), strict=True)
+    if checkpoint is not None:
+        logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")
+        return {"checkpoint": str(Path(checkpoint).resolve())}
+    logger.info(f"Loaded the frozen WavLM6 encoder of {hub_id}")
+    return {"hub": hub_id, "cache_folder": None if cache_folder is None else str(cache_folder)}

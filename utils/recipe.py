@@ -20,6 +20,8 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from utils.data import STAGES, add_cached_features, dataio_prepare, loader_kwargs
 from utils.encoder import load_frozen_encoder
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
+from utils.finetune import PretrainedCodec, pretrained_codec
+from utils.run_folder import part_of, write_run_folder
 from utils.run_lock import RunLock, RunLockedError
 from utils.train_logger import plot_training_curves
 
@@ -42,6 +44,27 @@ class Recipe:
     datasets: dict[str, DynamicItemDataset]
     loader_kwargs: dict[str, dict]
     lock: RunLock | None  # held by the main process for the life of the run
+    encoder_weights: dict  # where the frozen encoder's weights came from (recorded in the run folder)
+    pretrained: PretrainedCodec | None  # the codec given by init_from (fine-tuning)
+
+
+def _load_encoder(hparams: dict, pretrained: PretrainedCodec | None) -> dict:
+    """Load the frozen encoder's weights on every process: ``encoder_checkpoint``, else those of the local
+    codec being fine-tuned (a folder or a run), else the download of ``encoder_hub`` (or the random init).
+    Returns where they came from, as the run folder records it."""
+    if hparams["encoder_checkpoint"] is None and pretrained is not None and pretrained.encoder_weights:
+        hparams["encoder"].requires_grad_(False).eval().load_state_dict(
+            pretrained.state["encoder"], strict=True
+        )
+        logger.info(f"Loaded the frozen encoder of {pretrained.source}")
+        return pretrained.encoder_weights
+    return load_frozen_encoder(
+        hparams["encoder"],
+        checkpoint=hparams["encoder_checkpoint"],
+        cache_folder=hparams["cache_folder"],
+        hub_id=hparams["encoder_hub"],
+        random_init=hparams["encoder_random_init"],
+    )
 
 
 def _lock_output_folder(output_folder: str) -> RunLock | None:
@@ -134,28 +157,32 @@ def setup_recipe(
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
 
-    encoder_checkpoint = hparams["encoder_checkpoint"]
-    init_from = hparams.get("init_from")
-    if encoder_checkpoint is None and init_from is not None and Path(init_from).is_dir():
-        encoder_checkpoint = init_from  # the fine-tuned codec's own encoder (before any feature cache)
-    load_frozen_encoder(
-        hparams["encoder"],
-        checkpoint=encoder_checkpoint,
-        cache_folder=hparams["cache_folder"],
-        hub_id=hparams["encoder_hub"],
-        random_init=hparams["encoder_random_init"],
-    )
+    pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None  # fine-tuning
+    encoder_weights = _load_encoder(hparams, pretrained)  # before the feature cache, which hashes it
     if hparams.get("feature_cache", False):
         # Every process: each builds its share of the shards, then all read the complete caches
         for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train_audio)
-    return Recipe(hparams, run_opts, datasets, loaders, lock)
+    return Recipe(hparams, run_opts, datasets, loaders, lock, encoder_weights, pretrained)
 
 
 def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoint: str) -> sb.Brain:
-    """Build the Brain from the YAML, train (resuming from the last checkpoint), test the best checkpoint
-    (``min_key=...`` or ``max_key=...``) and save a PNG of the training curves."""
+    """Record the run folder's parts (utils/run_folder.py), build the Brain from the YAML, train (resuming
+    from the last checkpoint), test the best checkpoint (``min_key=...`` or ``max_key=...``) and save a PNG
+    of the training curves. ``brain_class`` names its ``stage`` and its ``trained_parts`` (part -> YAML key,
+    also the checkpoint's recoverable name)."""
     hparams = recipe.hparams
+    if if_main_process():
+        parts = {name: part_of(hparams[key], key) for name, key in brain_class.trained_parts.items()}
+        parts = {"encoder": part_of(hparams["encoder"]), **parts}
+        write_run_folder(
+            hparams["output_folder"],
+            brain_class.stage,
+            parts,
+            hparams["encoder"],
+            recipe.encoder_weights,
+            best_checkpoint,
+        )
     brain = brain_class(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],

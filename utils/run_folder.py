@@ -1,0 +1,240 @@
+"""The run folder: what a training stage leaves for the tools after it (export, evaluation, fine-tuning,
+``--decoder_checkpoint``), so that they never read its YAML.
+
+Besides SpeechBrain's files (``hyperparams.yaml``, ``train_log.txt``, ``save/CKPT+*/``), each stage writes,
+on the main process before training, ``parts.json``::
+
+    {"format": 1, "stage": "quantizer" | "decoder",
+     "parts": {"encoder": {"name": "WavLM", "config": {...}},
+               "compressor": {"name": "FocalEncoder", "config": {...}, "recoverable": "compressor"}, ...},
+     "encoder_weights": {"random_init": true, "file": "encoder.safetensors"}   # a random encoder, saved
+                     or {"checkpoint": "/abs/path/wavlm6.pt"} or {"hub": "lucadellalib/focalcodec_50hz"},
+     "encoder_sha256": "...",          # fingerprint of the frozen encoder's weights
+     "best": {"min_key": "loss"}}      # how the stage picks its best checkpoint
+
+Each part is in the official ``FocalCodec`` form (``<part>_name`` / ``<part>_config``); ``recoverable`` names
+the trained part's file in each checkpoint folder (``CKPT+*/<recoverable>.ckpt``). A randomly initialised
+encoder (smoke runs) is saved as ``encoder.safetensors``. Runs made before this file existed are read from
+their ``hyperparams.yaml`` by :mod:`utils.legacy_runs` (clearly logged), except that a random encoder cannot
+be recovered that way: rerunning the training command once writes the missing files.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from focalcodec.checkpoint import load_state_dict_file
+from focalcodec.codec import REGISTRY
+from focalcodec.files import atomic_write, atomic_write_json
+
+__all__ = [
+    "ENCODER_FILE",
+    "PARTS_FILE",
+    "Part",
+    "RunFolder",
+    "RunFolderError",
+    "load_decoder",
+    "part_of",
+    "write_run_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+PARTS_FILE = "parts.json"
+ENCODER_FILE = "encoder.safetensors"
+FORMAT = 1
+
+
+class RunFolderError(ValueError):
+    """A run folder is not what a tool needs (another stage, incomplete, or inconsistent)."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the codec: its class name in ``focalcodec.codec.REGISTRY`` and constructor config."""
+
+    name: str
+    config: dict[str, Any]
+    recoverable: str | None = None
+
+    def build(self) -> nn.Module:
+        return REGISTRY[self.name](**self.config)
+
+
+def part_of(module: nn.Module, recoverable: str | None = None) -> Part:
+    """The :class:`Part` of a built module (SpeechBrain's training BSQ maps to the inference BSQ)."""
+    if hasattr(module, "config"):
+        return Part(type(module).__name__, dict(module.config), recoverable)
+    if hasattr(module, "code_dim"):  # speechbrain.lobes.models.bsq.BinarySphericalQuantizer
+        return Part("BinarySphericalQuantizer", {"codebook_size": 2**module.code_dim}, recoverable)
+    raise TypeError(f"{type(module).__name__} does not record its constructor config")
+
+
+def write_run_folder(
+    folder: str | os.PathLike,
+    stage: str,
+    parts: dict[str, Part],
+    encoder: nn.Module,
+    encoder_weights: dict[str, Any],
+    best: dict[str, str],
+) -> Path:
+    """Write ``parts.json`` (and ``encoder.safetensors`` for a random encoder) into a run's output folder."""
+    from safetensors.torch import save_file
+
+    from utils.feature_cache import encoder_fingerprint
+
+    folder = Path(folder)
+    if encoder_weights.get("random_init"):
+        state = {key: value.detach().cpu().contiguous() for key, value in encoder.state_dict().items()}
+        atomic_write(folder / ENCODER_FILE, lambda tmp: save_file(state, tmp))
+        encoder_weights = {"random_init": True, "file": ENCODER_FILE}
+    record = {
+        "format": FORMAT,
+        "stage": stage,
+        "parts": {name: _part_json(part) for name, part in parts.items()},
+        "encoder_weights": encoder_weights,
+        "encoder_sha256": encoder_fingerprint(encoder),
+        "best": best,
+    }
+    return atomic_write_json(folder / PARTS_FILE, record, indent=2)
+
+
+def _part_json(part: Part) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": part.name, "config": part.config}
+    if part.recoverable is not None:
+        record["recoverable"] = part.recoverable
+    return record
+
+
+@dataclass
+class RunFolder:
+    """A training run's output folder, as later tools see it (read with :meth:`read`)."""
+
+    folder: Path
+    path: Path  # what the user named: the folder, its save folder, one CKPT+ folder or a file inside
+    stage: str
+    parts: dict[str, Part]
+    encoder_weights: dict[str, Any]
+    encoder_sha256: str | None
+    best: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "RunFolder":
+        """The run holding ``path`` (its output folder, save folder, a ``CKPT+*`` folder or a file in one)."""
+        import json
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        for folder in [path, *path.parents][:4]:
+            if (folder / PARTS_FILE).is_file():
+                record = json.loads((folder / PARTS_FILE).read_text())
+                parts = {name: Part(**part) for name, part in record["parts"].items()}
+                return cls(folder, path, record["stage"], parts, record["encoder_weights"],
+                           record.get("encoder_sha256"), record.get("best", {}))  # fmt: skip
+            if (folder / "hyperparams.yaml").is_file():
+                from utils.legacy_runs import legacy_run_folder
+
+                return legacy_run_folder(folder, path)
+        raise FileNotFoundError(
+            f"{path} is not a training run: no {PARTS_FILE} (or hyperparams.yaml) there or in its parent "
+            "folders (give the output folder of train_quantizer.py / train_decoder.py, e.g. results/bsq/0)"
+        )
+
+    @property
+    def random_encoder(self) -> bool:
+        return bool(self.encoder_weights.get("random_init"))
+
+    def require_stage(self, stage: str) -> None:
+        """Raise a clear error unless this is a run of ``stage``."""
+        if self.stage != stage:
+            raise RunFolderError(
+                f"{self.folder} is a {self.stage}-stage run, not a {stage}-stage run "
+                "(did you swap the quantizer and decoder runs?)"
+            )
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """The ``CKPT+*`` folder to take: the one named by the user, else the best (the stage's own test
+        choice) or the most recent (``which="latest"``) of the complete ones holding every trained part."""
+        from utils.checkpoints import find_checkpoint
+
+        files = [f"{part.recoverable}.ckpt" for part in self.parts.values() if part.recoverable]
+        return find_checkpoint(self.path, files, which, **self.best)
+
+    def load_part(self, name: str, module: nn.Module, checkpoint: Path | None = None) -> nn.Module:
+        """Load a trained part's weights (strictly) from ``checkpoint`` (default: :meth:`checkpoint`)."""
+        part = self.parts[name]
+        file = (checkpoint or self.checkpoint()) / f"{part.recoverable}.ckpt"
+        try:
+            module.load_state_dict(load_state_dict_file(file), strict=True)
+        except RuntimeError as error:
+            raise RunFolderError(
+                f"{file} does not fit the {name} recorded in {self.folder}:\n{error}"
+            ) from error
+        return module
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """The frozen encoder's weights as the run used them (downloaded or cached if from the Hub)."""
+        from utils.encoder import encoder_state_dict
+
+        weights = self.encoder_weights
+        if "file" in weights:
+            return load_state_dict_file(self.folder / weights["file"])
+        if self.random_encoder:
+            raise RunFolderError(
+                f"{self.folder} was trained with a randomly initialised encoder whose weights this older run "
+                f"folder did not keep: run its training command once more (it resumes from the last "
+                f"checkpoint and writes {ENCODER_FILE} and {PARTS_FILE}), then try again"
+            )
+        return encoder_state_dict(self.parts["encoder"].build(), **weights)
+
+    def check_encoder(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Raise unless ``state`` is the encoder this run was trained on (if its fingerprint is recorded)."""
+        from utils.feature_cache import encoder_fingerprint
+
+        encoder = self.parts["encoder"].build()
+        encoder.load_state_dict(state, strict=True)
+        if self.encoder_sha256 is not None and encoder_fingerprint(encoder) != self.encoder_sha256:
+            raise RunFolderError(f"{source} are not the encoder weights {self.folder} was trained on")
+
+
+def load_decoder(path: str | os.PathLike, decoder: nn.Module, encoder: nn.Module | None = None) -> nn.Module:
+    """The decoder stage's trained decoder, frozen (what the quantizer stage listens through).
+
+    Arguments
+    ---------
+    path : the decoder stage's output folder (its checkpoint with the highest epoch), one of its ``CKPT+*``
+        folders or ``generator.ckpt`` files: the decoder is then built from the run's ``parts.json`` (the
+        caller's ``decoder_*`` settings are not used); or a bare ``generator.ckpt`` outside any run, loaded
+        into ``decoder`` (strictly: a wrong file is an error).
+    decoder : the decoder built from the YAML, for a bare file.
+    encoder : the caller's frozen encoder: a warning says when the decoder was trained on another one.
+    """
+    try:
+        run = RunFolder.read(path)
+    except FileNotFoundError:
+        run = None  # a bare weight file (or nothing there: loading it says so)
+    if run is None:
+        try:
+            decoder.load_state_dict(load_state_dict_file(path), strict=True)
+        except RuntimeError as error:
+            raise RunFolderError(
+                f"The decoder checkpoint {path} does not fit the decoder_* settings of this YAML (they must "
+                f"equal the generator_* settings of the decoder stage):\n{error}"
+            ) from error
+        logger.info(f"Loaded the trained decoder from {path}")
+        return decoder.requires_grad_(False).eval()
+    run.require_stage("decoder")
+    decoder = run.load_part("decoder", run.parts["decoder"].build())
+    if encoder is not None and run.encoder_sha256 is not None:
+        from utils.feature_cache import encoder_fingerprint
+
+        if encoder_fingerprint(encoder) != run.encoder_sha256:
+            logger.warning(f"The decoder of {run.folder} was trained on the features of another encoder")
+    logger.info(f"Loaded the trained decoder of {run.folder} ({run.checkpoint()})")
+    return decoder.requires_grad_(False).eval()
