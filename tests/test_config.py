@@ -1,4 +1,4 @@
-"""Modules remember their constructor config (``focalcodec/config.py``): ``type(m)(**m.config)`` rebuilds them."""
+"""Modules remember their constructor config (focalcodec/config.py): ``type(m)(**m.config)`` rebuilds them."""
 
 import json
 import warnings
