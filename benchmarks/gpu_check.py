@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """One prepared check of the recipe on a CUDA machine (about 5-8 minutes on one H100), one table at the end.
 
-    python benchmarks/gpu_check.py                      # CUDA: full-size models
-    python benchmarks/gpu_check.py --device cpu --quick # the same checks with tiny models, on the CPU
+    python -m benchmarks.gpu_check                       # CUDA: full-size models
+    python -m benchmarks.gpu_check --device cpu --quick  # the same checks with tiny models, on the CPU
 
 Runs, through the real command lines, on a generated corpus (random encoder, nothing to download):
 
@@ -10,7 +10,7 @@ Runs, through the real command lines, on a generated corpus (random encoder, not
   stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time (median
   over the run's steps, device synchronised) and peak GPU memory;
 * the export of the fp32 runs and ``python -m focalcodec.cli resynth`` of the test utterances on the device;
-* ``benchmarks/benchmark.py`` (training steps with/without cache, codec real-time factor).
+* ``python -m benchmarks.benchmark`` (training steps with/without cache, codec real-time factor).
 
 Exits with status 1 if any check fails (its output is kept in ``<work>/<check>.log``).
 """
@@ -94,7 +94,16 @@ def training_checks(args: argparse.Namespace, corpus: Path, work: Path) -> list[
                 argv += ["--train_batch_size", "4", "--valid_size", "2", "--train_split", "[train-clean-100]"]
                 if args.quick:
                     argv += ["--overrides_file", f"hparams/tiny/{Path(hparams).name}"]
-                command = [sys.executable, __file__, "--_timed", script, str(stats), "--", *argv]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.gpu_check",
+                    "--_timed",
+                    script,
+                    str(stats),
+                    "--",
+                    *argv,
+                ]
                 result = run(name, command, work)
                 if result["ok"] and stats.is_file():
                     figures = json.loads(stats.read_text())
@@ -120,7 +129,8 @@ def inference_checks(args: argparse.Namespace, corpus: Path, work: Path) -> list
     resynth += ["--output", str(work / "resynth"), "--device", args.device]
     benchmark = [
         sys.executable,
-        "benchmarks/benchmark.py",
+        "-m",
+        "benchmarks.benchmark",
         "--device",
         args.device,
         "--json",
@@ -177,5 +187,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main(sys.argv[1:]))

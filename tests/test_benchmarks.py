@@ -12,7 +12,7 @@ from recipe_runner import ROOT, recipe_env
 def test_gpu_check_quick_on_the_cpu(tmp_path):
     """Every check of the GPU check passes with tiny models on the CPU (fp16 is CUDA-only and left out), its
     table reports the step times, and the benchmark it runs reports every section."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick"]
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick"]
     env = {**recipe_env(), "OMP_NUM_THREADS": "2"}
     result = subprocess.run(
         [*command, "--work", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
@@ -41,7 +41,7 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
 
 def test_gpu_check_needs_cuda_unless_told_otherwise():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cuda"],
+        [sys.executable, "-m", "benchmarks.gpu_check", "--device", "cuda"],
         cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and "no CUDA device" in result.stderr

@@ -1,0 +1,2 @@
+"""Speed measurements of the recipe (``python -m benchmarks.benchmark``) and the GPU check
+(``python -m benchmarks.gpu_check``), built with the recipe's own code."""

@@ -1,0 +1,85 @@
+"""Real-time factor of the whole codec (encode, decode, resynthesis) on one utterance, batch 1.
+
+The codec is the one the recipe exports: its parts are built from ``hparams/bsq.yaml`` with the release
+overrides (the released 50 Hz architecture, ``hparams/release/bsq.yaml``; the tiny settings with
+``--quick``), with random weights (speed does not depend on them).
+"""
+
+import statistics
+import time
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from benchmarks.measure import PeakMemory, sync
+from focalcodec.codec import FocalCodec
+from utils.recipe import read_overrides
+from utils.run_folder import part_of
+
+__all__ = ["codec_config", "codec_section"]
+
+PARTS = ("encoder", "compressor", "quantizer", "decompressor", "decoder")
+
+
+def codec_config(quick: bool) -> dict:
+    """The ten ``FocalCodec`` arguments of the recipe's quantizer-stage YAML (release or tiny overrides)."""
+    overrides_file = "hparams/tiny/bsq.yaml" if quick else "hparams/release/bsq.yaml"
+    overrides = read_overrides(
+        f"overrides_file: {overrides_file}\ndata_folder: unused\nencoder_random_init: true"
+    )
+    with open("hparams/bsq.yaml") as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    config = {}
+    for name in PARTS:
+        part = part_of(hparams[name])
+        config[f"{name}_name"], config[f"{name}_config"] = part.name, part.config
+    return config
+
+
+def _time(operation, device: str, warmup: int, repeats: int) -> list[float]:
+    times = []
+    with torch.inference_mode():
+        for index in range(warmup + repeats):
+            sync(device)
+            start = time.perf_counter()
+            operation()
+            sync(device)
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def codec_section(args) -> dict:
+    """Encode, decode and resynthesis time of one utterance (10 s; 2 s with ``--quick``), median of runs."""
+    torch.manual_seed(0)
+    model = FocalCodec(**codec_config(args.quick)).eval().to(args.device)
+    seconds = 2.0 if args.quick else 10.0
+    sig = 0.1 * torch.randn(1, round(seconds * model.sample_rate_input), device=args.device)
+    with torch.inference_mode():
+        toks = model.sig_to_toks(sig)
+    operations = {
+        "encode": lambda: model.sig_to_toks(sig),
+        "decode": lambda: model.toks_to_sig(toks, output_length=sig.shape[-1]),
+        "resynthesis": lambda: model(sig),
+    }
+    result: dict = {
+        "input_seconds": seconds,
+        "batch_size": 1,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    for name, operation in operations.items():
+        times = _time(operation, args.device, args.warmup, args.codec_repeats)
+        with (
+            torch.inference_mode(),
+            PeakMemory(args.device) as memory,
+        ):  # apart: sampling would disturb timing
+            operation()
+        median = statistics.median(times)
+        result[name] = {
+            "seconds": median,
+            "realtime_factor": seconds / median,
+            "peak_memory_bytes": memory.peak,
+            "runs": times,
+        }
+        print(f"  codec {name}: {median:.3f} s for {seconds:g} s ({seconds / median:.1f}x real time)")
+    return result
