@@ -14,6 +14,7 @@ from tqdm import tqdm
 from focalcodec.audio import AUDIO_SUFFIXES, load_audio
 from focalcodec.codec import FocalCodec
 from utils.metrics import CodeUsage, QualityMetrics
+from utils.metrics.registry import quality_only_metrics
 
 __all__ = [
     "QUALITY_ONLY",
@@ -27,8 +28,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Metrics that score one signal alone: the reference row shows these for the input audio
-QUALITY_ONLY = ("utmos", "dnsmos")
+# Metrics that score one signal alone (registry entries whose ``quality_only`` is true): the reference row
+# shows these for the input audio
+QUALITY_ONLY = quality_only_metrics()
 
 
 @dataclass

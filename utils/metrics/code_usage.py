@@ -36,6 +36,11 @@ class CodeUsage(MetricStats):
         self.ids: list[str] = []
         self.counts = torch.zeros(self.codebook_size, dtype=torch.long)
 
+    @property
+    def num_scored(self) -> int:
+        """The number of utterances counted since the last ``clear``."""
+        return len(self.ids)
+
     def append(self, ids: list[str], toks: torch.Tensor, lens: torch.Tensor | None = None) -> None:
         """Count the tokens of a batch.
 

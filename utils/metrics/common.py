@@ -1,5 +1,6 @@
 """Plumbing the evaluation metrics share: lazy model loading that fails fast and clearly, cutting padded
-batches to their true lengths, and resampling to the 16 kHz the metric models expect.
+batches to their true lengths, resampling to the 16 kHz the metric models expect, and the base classes
+(:class:`ModelMetric`, :class:`UtteranceScores`) by which every metric says whether it has data.
 
 Loading never waits on an unreachable network: before a download is attempted the host is probed with a
 short timeout (skipped when a proxy is configured), and ``HF_HUB_OFFLINE=1`` is honoured. A model that
@@ -24,10 +25,12 @@ __all__ = [
     "METRIC_SAMPLE_RATE",
     "LazyModel",
     "MetricUnavailableError",
+    "ModelMetric",
     "UtteranceScores",
     "group_by_length",
     "load_hf_pretrained",
     "load_torch_hub",
+    "mean_or_nan",
     "prepare_items",
 ]
 
@@ -207,11 +210,42 @@ def check_pair(hyp: torch.Tensor, ref: torch.Tensor) -> None:
         )
 
 
-class UtteranceScores(MetricStats):
-    """Base of the metrics that give one score per utterance and report their mean under ``label``.
+def mean_or_nan(values) -> float:
+    """The mean of ``values``; NaN when there are none (a metric that has scored nothing yet)."""
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
 
-    Subclasses set ``label``, ``model_id`` and ``loader`` (a :class:`LazyModel`) and append to ``ids`` and
-    ``scores``; ``score_kind`` (e.g. ``"cosine"``) is shown by :meth:`write_stats`.
+
+class ModelMetric(MetricStats):
+    """Base of the quality metrics: labelled figures computed with a model, loaded lazily.
+
+    A subclass sets ``label`` (its figure's name, or the prefix of its figures), ``model_id`` (what the
+    figures are attributed to) and ``loader`` (a :class:`LazyModel`), and implements ``clear``,
+    ``append``, ``summarize``, ``write_stats`` and :attr:`num_scored`, by which it says itself whether it
+    has anything to report (:class:`~utils.metrics.suite.QualityMetrics` leaves out those at 0).
+    """
+
+    label: str
+    model_id: str
+    loader: LazyModel
+
+    @property
+    def num_scored(self) -> int:
+        """How many utterances were scored since the last ``clear`` (0: nothing to report)."""
+        raise NotImplementedError
+
+    def load(self, device: torch.device | str = "cpu"):
+        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
+        return self.loader.get(device)
+
+
+class UtteranceScores(ModelMetric):
+    """Base of the metrics that keep one score per utterance (``ids`` and ``scores``, appended together)
+    and report their mean under ``label``.
+
+    Subclasses set ``label``, ``model_id`` and ``loader`` and append to ``ids`` and ``scores``;
+    ``score_kind`` (e.g. ``"cosine"``) is shown by :meth:`write_stats`. A score may be a dict of named
+    values when the subclass also overrides ``summarize`` and ``write_stats`` (DNSMOS does).
     """
 
     score_kind = ""
@@ -219,16 +253,17 @@ class UtteranceScores(MetricStats):
     def clear(self) -> None:
         """Forget all scores."""
         self.ids: list[str] = []
-        self.scores: list[float] = []
+        self.scores: list = []
 
-    def load(self, device: torch.device | str = "cpu"):
-        """Load the model now (otherwise on the first ``append``); raises MetricUnavailableError."""
-        return self.loader.get(device)
+    @property
+    def num_scored(self) -> int:
+        """The number of utterances scored since the last ``clear``."""
+        return len(self.scores)
 
     def summarize(self, field: str | None = None) -> dict[str, float] | float:
         """``{label: mean score}`` (NaN before any ``append``); ``field`` (the label or "average") gives the
         number alone."""
-        mean = sum(self.scores) / len(self.scores) if self.scores else float("nan")
+        mean = mean_or_nan(self.scores)
         if field is None:
             return {self.label: mean}
         if field in (self.label, "average"):

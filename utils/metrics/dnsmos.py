@@ -15,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speechbrain.utils.metric_stats import MetricStats
 
-from utils.metrics.common import METRIC_SAMPLE_RATE, LazyModel, MetricUnavailableError, prepare_items
+from utils.metrics.common import (
+    METRIC_SAMPLE_RATE,
+    LazyModel,
+    MetricUnavailableError,
+    UtteranceScores,
+    mean_or_nan,
+    prepare_items,
+)
 
 __all__ = ["DNSMOS"]
 
@@ -43,7 +49,7 @@ def _load_dnsmos(label: str, personalized: bool):
     return model
 
 
-class DNSMOS(MetricStats):
+class DNSMOS(UtteranceScores):
     """Mean DNSMOS over utterances: ``{"<label>-OVRL", "<label>-SIG", "<label>-BAK"}``.
 
     Arguments
@@ -53,7 +59,8 @@ class DNSMOS(MetricStats):
     personalized : use the personalised DNSMOS model (suppresses interfering talkers) instead.
     share_with : another DNSMOS metric whose (ONNX) model is reused.
 
-    Samples outside [-1, 1] are clipped (the model is defined on that range).
+    Samples outside [-1, 1] are clipped (the model is defined on that range). Each of ``scores`` is a
+    ``{"OVRL", "SIG", "BAK"}`` dict.
     """
 
     def __init__(
@@ -74,15 +81,6 @@ class DNSMOS(MetricStats):
         self.model_id = self.loader.model_id
         self.clear()
 
-    def clear(self) -> None:
-        """Forget all scores."""
-        self.ids: list[str] = []
-        self.scores: list[dict[str, float]] = []
-
-    def load(self, device: torch.device | str = "cpu"):
-        """Load the ONNX sessions now (otherwise on the first ``append``); raises MetricUnavailableError."""
-        return self.loader.get(device)
-
     def append(self, ids: list[str], sig: torch.Tensor, lens: torch.Tensor | None = None) -> None:
         """Score a batch: ``sig`` (B, N) at ``sample_rate``, ``lens`` (B,) relative lengths or None."""
         items = prepare_items(sig, lens, self.sample_rate)
@@ -96,12 +94,7 @@ class DNSMOS(MetricStats):
     def summarize(self, field: str | None = None) -> dict[str, float] | float:
         """``{"<label>-OVRL": mean, "<label>-SIG": mean, "<label>-BAK": mean}`` (NaN before any append);
         ``field`` ("OVRL", "<label>-OVRL", ...) gives one number."""
-        stats = {
-            f"{self.label}-{name}": (
-                sum(s[name] for s in self.scores) / len(self.scores) if self.scores else float("nan")
-            )
-            for name in FIELDS
-        }
+        stats = {f"{self.label}-{name}": mean_or_nan(s[name] for s in self.scores) for name in FIELDS}
         if field is None:
             return stats
         return stats[field if field in stats else f"{self.label}-{field}"]

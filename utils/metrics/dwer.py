@@ -25,9 +25,15 @@ from dataclasses import dataclass
 
 import jiwer
 import torch
-from speechbrain.utils.metric_stats import MetricStats
 
-from utils.metrics.common import METRIC_SAMPLE_RATE, LazyModel, check_pair, load_hf_pretrained, prepare_items
+from utils.metrics.common import (
+    METRIC_SAMPLE_RATE,
+    LazyModel,
+    ModelMetric,
+    check_pair,
+    load_hf_pretrained,
+    prepare_items,
+)
 
 __all__ = ["DWER", "WHISPER_SOURCE", "ErrorCounts", "error_counts"]
 
@@ -91,7 +97,7 @@ def _load_whisper(label: str, source: str, cache_dir: str | None):
     return processor, model.eval()
 
 
-class DWER(MetricStats):
+class DWER(ModelMetric):
     """Corpus-level dWER and dCER (%) between Whisper transcripts of hypothesis and reference audio.
 
     Arguments
@@ -116,7 +122,7 @@ class DWER(MetricStats):
         processor=None,
     ) -> None:
         self.sample_rate = sample_rate
-        self.name = "dWER"
+        self.name = self.label = "dWER"
         self.language = language
         ready = (processor, model) if model is not None and processor is not None else None
         self.loader = LazyModel(lambda: _load_whisper(self.name, source, cache_dir), source, ready)
@@ -129,6 +135,11 @@ class DWER(MetricStats):
         self.utterances: list[dict] = []
         self.words = ErrorCounts()
         self.chars = ErrorCounts()
+
+    @property
+    def num_scored(self) -> int:
+        """The number of transcript pairs scored since the last ``clear``."""
+        return len(self.utterances)
 
     def load(self, device: torch.device | str = "cpu"):
         """Load Whisper now (otherwise on the first ``append``); raises MetricUnavailableError."""

@@ -7,6 +7,9 @@ place, and the fallback's figures carry their own labels (``DNSMOS-OVRL``, ``Sim
 fallback is never reported under the primary metric's name. ``unavailable`` maps each metric that could
 not be computed to the reason, and ``sources()`` maps every reported figure to the model behind it.
 
+What each metric key means (its class, signals, fallback, offline hint) is stated once, in
+:mod:`utils.metrics.registry`; this module only runs the entries.
+
 Example (YAML-friendly arguments)::
 
     metrics = QualityMetrics(sample_rate=16000, utmos_source="/models/SpeechMOS",
@@ -22,59 +25,21 @@ import os
 
 import torch
 
-from utils.metrics.common import MetricUnavailableError
-from utils.metrics.dnsmos import DNSMOS
-from utils.metrics.dwer import DWER, WHISPER_SOURCE
-from utils.metrics.resemblyzer_similarity import ResemblyzerSimilarity
-from utils.metrics.speaker_similarity import SV_SOURCE, SpeakerSimilarity
-from utils.metrics.utmos import UTMOS, UTMOS_SOURCE, RefUTMOS
+from utils.metrics.common import MetricUnavailableError, ModelMetric
+from utils.metrics.dwer import WHISPER_SOURCE
+from utils.metrics.registry import (
+    DEFAULT_METRICS,
+    REGISTRY,
+    MetricSettings,
+    MetricSpec,
+    resolve_metrics,
+)
+from utils.metrics.speaker_similarity import SV_SOURCE
+from utils.metrics.utmos import UTMOS_SOURCE
 
-__all__ = ["DEFAULT_METRICS", "FALLBACKS", "QualityMetrics"]
+__all__ = ["DEFAULT_METRICS", "QualityMetrics"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_METRICS = ("utmos", "ref_utmos", "dwer", "sim")
-KNOWN_METRICS = (*DEFAULT_METRICS, "dnsmos", "ref_dnsmos", "sim_resemblyzer")
-FALLBACKS = {"utmos": "dnsmos", "ref_utmos": "ref_dnsmos", "sim": "sim_resemblyzer"}
-NAMES = {
-    "utmos": "UTMOS",
-    "ref_utmos": "RefUTMOS",
-    "dwer": "dWER/dCER",
-    "sim": "Sim",
-    "dnsmos": "DNSMOS",
-    "ref_dnsmos": "RefDNSMOS",
-    "sim_resemblyzer": "Sim-Resemblyzer",
-}
-FALLBACK_DESCRIPTIONS = {
-    "dnsmos": "DNSMOS (speechmos)",
-    "ref_dnsmos": "RefDNSMOS (speechmos)",
-    "sim_resemblyzer": "Sim-Resemblyzer (resemblyzer)",
-}
-OFFLINE_HINTS = {
-    "utmos": "pass utmos_source=<local SpeechMOS clone> to use UTMOS offline",
-    "ref_utmos": "pass utmos_source=<local SpeechMOS clone> to use UTMOS offline",
-    "dwer": "pass whisper_source=<local folder saved with save_pretrained> to use Whisper offline",
-    "sim": "pass sv_source=<local wavlm-base-sv folder saved with save_pretrained> to use it offline",
-}
-SIGNALS = {  # which signals each metric scores
-    "utmos": "hyp",
-    "ref_utmos": "ref",
-    "dnsmos": "hyp",
-    "ref_dnsmos": "ref",
-    "dwer": "pair",
-    "sim": "pair",
-    "sim_resemblyzer": "pair",
-}
-
-
-def _as_list(metrics) -> list[str]:
-    if isinstance(metrics, str):
-        metrics = metrics.replace(",", " ").split()
-    names = [str(name).strip().lower() for name in metrics]
-    unknown = sorted(set(names) - set(KNOWN_METRICS))
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}")
-    return list(dict.fromkeys(names))
 
 
 class QualityMetrics:
@@ -83,15 +48,18 @@ class QualityMetrics:
     Arguments
     ---------
     sample_rate : sampling rate of the signals given to ``append``.
-    metrics : which metrics, a list or a comma/space separated string out of ``utmos``, ``ref_utmos``,
-        ``dwer`` (dWER and dCER), ``sim`` (the default four) and ``dnsmos``, ``ref_dnsmos``,
-        ``sim_resemblyzer`` (the offline models, also usable on their own).
-    fallback : replace an unavailable UTMOS/RefUTMOS by DNSMOS/RefDNSMOS and an unavailable Sim by
-        Sim-Resemblyzer (dWER has no fallback).
+    metrics : which metrics, a list or a comma/space separated string of registry keys: ``utmos``,
+        ``ref_utmos``, ``dwer`` (dWER and dCER), ``sim`` (the default four) and ``dnsmos``,
+        ``ref_dnsmos``, ``sim_resemblyzer`` (the offline models, also usable on their own).
+    fallback : replace an unavailable metric by its registered offline fallback (UTMOS/RefUTMOS by
+        DNSMOS/RefDNSMOS, Sim by Sim-Resemblyzer; dWER has none).
     utmos_source : torch hub repo or local SpeechMOS clone; ``utmos_checkpoint``: optional local weights.
     whisper_source : Whisper hub id or local ``save_pretrained`` folder.
     sv_source : x-vector model hub id or local ``save_pretrained`` folder.
     cache_dir : Hugging Face cache folder for Whisper and the SV model (default: the usual HF cache).
+
+    The arguments other than ``metrics`` and ``fallback`` are kept in ``settings`` (and readable as
+    attributes, e.g. ``sample_rate``).
     """
 
     def __init__(
@@ -105,47 +73,35 @@ class QualityMetrics:
         sv_source: str = SV_SOURCE,
         cache_dir: str | None = None,
     ) -> None:
-        self.sample_rate = sample_rate
+        self.settings = MetricSettings(
+            sample_rate, utmos_source, utmos_checkpoint, whisper_source, sv_source, cache_dir
+        )
         self.fallback = fallback
-        self.utmos_source, self.utmos_checkpoint = utmos_source, utmos_checkpoint
-        self.whisper_source, self.sv_source, self.cache_dir = whisper_source, sv_source, cache_dir
-        self.requested = _as_list(metrics)
-        self.metrics: dict[str, object] = {}
+        self.requested = resolve_metrics(metrics)
+        self.metrics: dict[str, ModelMetric] = {}
         for key in self.requested:
             self.metrics[key] = self._build(key)
-        self.unavailable: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}  # display name -> why it could not be computed
         self.replaced: dict[str, str] = {}  # primary key -> fallback key
+
+    def __getattr__(self, name: str):
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in MetricSettings.__dataclass_fields__:
+            return getattr(settings, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def from_config(cls, config: dict | None) -> "QualityMetrics":
         """Build from a config dict holding the constructor's arguments (e.g. a YAML section)."""
         return cls(**(config or {}))
 
-    def _build(self, key: str):
-        """A metric object for ``key``; models are shared where two metrics use the same one."""
-        sr = self.sample_rate
-        if key == "utmos":
-            return UTMOS(
-                sr,
-                self.utmos_source,
-                checkpoint=self.utmos_checkpoint,
-                share_with=self.metrics.get("ref_utmos"),
-            )
-        if key == "ref_utmos":
-            return RefUTMOS(
-                sr, self.utmos_source, checkpoint=self.utmos_checkpoint, share_with=self.metrics.get("utmos")
-            )
-        if key == "dwer":
-            return DWER(sr, self.whisper_source, cache_dir=self.cache_dir)
-        if key == "sim":
-            return SpeakerSimilarity(sr, self.sv_source, cache_dir=self.cache_dir)
-        if key == "dnsmos":
-            return DNSMOS(sr, "DNSMOS", share_with=self.metrics.get("ref_dnsmos"))
-        if key == "ref_dnsmos":
-            return DNSMOS(sr, "RefDNSMOS", share_with=self.metrics.get("dnsmos"))
-        if key == "sim_resemblyzer":
-            return ResemblyzerSimilarity(sr)
-        raise ValueError(key)
+    def _build(self, key: str) -> ModelMetric:
+        """The metric of ``key``, sharing the model of an already-built sibling."""
+        return REGISTRY[key].create(self.settings, self.metrics)
+
+    def _reporting(self) -> list[ModelMetric]:
+        """The metrics that have scored something (the others are left out of every report)."""
+        return [metric for metric in self.metrics.values() if metric.num_scored > 0]
 
     def clear(self) -> None:
         """Forget all scores (loaded models and the list of unavailable metrics are kept)."""
@@ -169,33 +125,32 @@ class QualityMetrics:
             self._append_one(key, ids, hyp, ref, lens)
 
     def _append_one(self, key: str, ids, hyp, ref, lens) -> None:
-        metric = self.metrics[key]
+        spec = REGISTRY[key]
         try:
-            if SIGNALS[key] == "pair":
-                metric.append(ids, hyp, ref, lens)
-            else:
-                metric.append(ids, hyp if SIGNALS[key] == "hyp" else ref, lens)
+            self.metrics[key].append(ids, *spec.inputs(hyp, ref), lens)
         except MetricUnavailableError as error:
             del self.metrics[key]
-            self.unavailable[NAMES[key]] = f"could not load {error.source} ({error.reason})"
-            substitute = FALLBACKS.get(key) if self.fallback else None
-            if substitute is None:
-                action = (
-                    "not reported ("
-                    + ("fallback disabled" if key in FALLBACKS else "no offline fallback")
-                    + ")"
-                )
-            elif substitute in self.requested:
-                action = f"{NAMES[substitute]} was requested too and is reported under its own name"
-                substitute = None
-            else:
-                action = f"using {FALLBACK_DESCRIPTIONS[substitute]} instead"
-            hint = f"; {OFFLINE_HINTS[key]}" if key in OFFLINE_HINTS else ""
-            logger.warning(f"{NAMES[key]} unavailable: {self.unavailable[NAMES[key]]} — {action}{hint}")
+            substitute = self._give_up(spec, error)
             if substitute is not None:
                 self.replaced[key] = substitute
                 self.metrics[substitute] = self._build(substitute)
                 self._append_one(substitute, ids, hyp, ref, lens)
+
+    def _give_up(self, spec: MetricSpec, error: MetricUnavailableError) -> str | None:
+        """Record ``spec``'s metric as unavailable, warn once, and return the key of the metric that takes
+        its place (None when none does)."""
+        self.unavailable[spec.name] = f"could not load {error.source} ({error.reason})"
+        fallback = spec.fallback if self.fallback else None
+        if fallback is None:
+            action = f"not reported ({'fallback disabled' if spec.fallback else 'no offline fallback'})"
+        elif fallback.key in self.requested:
+            action = f"{REGISTRY[fallback.key].name} was requested too and is reported under its own name"
+            fallback = None
+        else:
+            action = f"using {fallback.description} instead"
+        hint = f"; {spec.offline_hint}" if spec.offline_hint else ""
+        logger.warning(f"{spec.name} unavailable: {self.unavailable[spec.name]} — {action}{hint}")
+        return None if fallback is None else fallback.key
 
     def summarize(self, field: str | None = None) -> dict[str, float] | float:
         """One flat dict of labelled figures from every metric that produced numbers, e.g.
@@ -203,17 +158,15 @@ class QualityMetrics:
         ``{"DNSMOS-OVRL", ..., "Sim-Resemblyzer"}``.
         Metrics that saw no data are left out. ``field`` picks one figure."""
         stats: dict[str, float] = {}
-        for metric in self.metrics.values():
-            if _has_data(metric):
-                stats.update(metric.summarize())
+        for metric in self._reporting():
+            stats.update(metric.summarize())
         return stats if field is None else stats[field]
 
     def sources(self) -> dict[str, str]:
         """``{figure label: model that produced it}`` for every figure ``summarize`` reports."""
         sources = {}
-        for metric in self.metrics.values():
-            if _has_data(metric):
-                sources.update(dict.fromkeys(metric.summarize(), metric.model_id))
+        for metric in self._reporting():
+            sources.update(dict.fromkeys(metric.summarize(), metric.model_id))
         return sources
 
     def report(self) -> str:
@@ -233,14 +186,9 @@ class QualityMetrics:
                 self.write_stats(stream)
             return
         file.write(self.report())
-        for metric in self.metrics.values():
-            if _has_data(metric):
-                file.write("\n")
-                metric.write_stats(file)
-
-
-def _has_data(metric) -> bool:
-    return bool(getattr(metric, "utterances", None) or getattr(metric, "scores", None))
+        for metric in self._reporting():
+            file.write("\n")
+            metric.write_stats(file)
 
 
 def _format(value: float) -> str:

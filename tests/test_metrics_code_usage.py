@@ -21,7 +21,7 @@ def test_hand_computed_histogram_with_padding():
 
     usage.append(["c"], torch.tensor([[4, 7]]))  # no lens: nothing padded; adds codes 4 and 7
     assert usage.summarize() == pytest.approx({"usage": 100.0, "entropy": usage.summarize("entropy")})
-    assert usage.ids == ["a", "b", "c"]
+    assert usage.ids == ["a", "b", "c"] and usage.num_scored == 3
 
 
 def test_uniform_tokens_have_full_entropy_and_clear_forgets():
@@ -29,6 +29,7 @@ def test_uniform_tokens_have_full_entropy_and_clear_forgets():
     usage.append(["a"], torch.tensor([[0, 1, 2, 3, 3, 2, 1, 0]]))
     assert usage.summarize() == pytest.approx({"usage": 100.0, "entropy": 100.0})
     usage.clear()
+    assert usage.num_scored == 0
     assert usage.summarize() == {"usage": 0.0, "entropy": 0.0}
     usage.append(["b"], torch.tensor([[2, 2, 2]]))
     assert usage.summarize() == pytest.approx({"usage": 25.0, "entropy": 0.0})
