@@ -66,7 +66,7 @@ class CodecBrain(sb.Brain):
 
     def features(self, batch, stage: sb.Stage) -> Features:
         """The batch's frozen-encoder features: read from the feature cache when the batch carries them
-        (``feats``, see utils/feature_cache.py), else computed from the (augmented) waveform."""
+        (``feats``, see utils/feature_cache/), else computed from the (augmented) waveform."""
         if hasattr(batch, "feats"):
             feats, lens = batch.feats
             sig = batch.sig[0] if hasattr(batch, "sig") else None

@@ -119,7 +119,7 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
 
 
 def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.Tensor], audio: bool) -> None:
-    """Serve the frozen-encoder features of ``cache`` as the item ``feats`` (see utils/feature_cache.py).
+    """Serve the frozen-encoder features of ``cache`` as the item ``feats`` (see utils/feature_cache/).
 
     Arguments
     ---------

@@ -1,0 +1,104 @@
+"""The feature cache in the training recipe: the YAML options (``feature_cache*``), their checks, and the
+caches of the stages built (or reused) before training."""
+
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any
+
+import torch
+
+from utils.feature_cache.build import DEFAULT_SHARD_BYTES, build_feature_cache
+from utils.feature_cache.key import encoder_config, encoder_fingerprint, manifest_entries
+from utils.feature_cache.layout import DEFAULT_DTYPE, DTYPES
+from utils.feature_cache.reader import FeatureCache
+
+__all__ = ["check_feature_cache_options", "prepare_feature_caches", "shard_bytes"]
+
+# Defaults of the options a YAML may leave out
+DEFAULT_STAGES = ("train",)
+MB = 2**20
+DEFAULT_SHARD_MB = DEFAULT_SHARD_BYTES / MB
+STAGES = ("train", "valid", "test")
+
+
+def check_feature_cache_options(hparams: Mapping[str, Any]) -> None:
+    """Refuse settings that change the waveform before the encoder, which cached features cannot follow,
+    and malformed ``feature_cache_*`` options. Does nothing without ``feature_cache: True``.
+
+    Raises
+    ------
+    ValueError : ``feature_cache`` together with ``augment`` or a data-pipeline ``segment_size`` crop, an
+        unknown ``feature_cache_dtype`` / ``feature_cache_stages`` entry, or a ``feature_cache_shard_mb``
+        that is not a positive number.
+    """
+    if not hparams.get("feature_cache", False):
+        return
+    if hparams.get("augment", False):
+        raise ValueError(
+            "feature_cache: True cannot be combined with augment: True. Waveform augmentation changes the "
+            "encoder input at every step, so the encoder features cannot be cached. Turn one of them off "
+            "(--augment False, or --feature_cache False to compute the features on the fly)."
+        )
+    if hparams.get("segment_size") is not None:
+        raise ValueError(
+            "feature_cache: True cannot be combined with segment_size (a random waveform crop before the "
+            "encoder): the cache holds whole-utterance features. Use --segment_size null, or "
+            "--feature_cache False."
+        )
+    dtype = hparams.get("feature_cache_dtype", DEFAULT_DTYPE)
+    if dtype not in DTYPES:
+        raise ValueError(f"feature_cache_dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    unknown = [stage for stage in hparams.get("feature_cache_stages", DEFAULT_STAGES) if stage not in STAGES]
+    if unknown:
+        raise ValueError(f"feature_cache_stages may hold {', '.join(STAGES)}, got {unknown}")
+    size = hparams.get("feature_cache_shard_mb", DEFAULT_SHARD_MB)
+    if isinstance(size, bool) or not isinstance(size, Real) or not size > 0:
+        raise ValueError(f"feature_cache_shard_mb must be a positive number of MB (2^20 bytes), got {size!r}")
+
+
+def shard_bytes(hparams: Mapping[str, Any]) -> int:
+    """The shard size in bytes from ``feature_cache_shard_mb`` (MB of 2^20 bytes; at least 1 byte)."""
+    return max(1, round(hparams.get("feature_cache_shard_mb", DEFAULT_SHARD_MB) * MB))
+
+
+def prepare_feature_caches(
+    hparams: Mapping[str, Any], datasets: Mapping[str, Any], device: str | torch.device
+) -> dict[str, FeatureCache]:
+    """Build (or reuse) the cache of every stage in ``feature_cache_stages``; call on every process.
+
+    Arguments
+    ---------
+    hparams : the loaded YAML: ``encoder`` (weights loaded), ``encoder_*``, ``sample_rate``,
+        ``feature_cache_folder``, ``feature_cache_dtype``, ``feature_cache_stages`` and
+        ``feature_cache_shard_mb``.
+    datasets : stage -> DynamicItemDataset (after filtering: only the utterances used are cached).
+    device : where the encoder runs while building.
+
+    Returns
+    -------
+    stage -> the opened cache of that stage.
+    """
+    from focalcodec.audio import load_audio
+
+    check_feature_cache_options(hparams)
+    encoder = hparams["encoder"]
+    sample_rate = hparams["sample_rate"]
+    digest = encoder_fingerprint(encoder)
+    config = encoder_config(hparams)
+    caches = {}
+    for stage in hparams.get("feature_cache_stages", DEFAULT_STAGES):
+        dataset = datasets[stage]
+        caches[stage] = build_feature_cache(
+            encoder,
+            manifest_entries(dataset.data, dataset.data_ids),
+            hparams["feature_cache_folder"],
+            lambda path: load_audio(path, sample_rate),
+            config=config,
+            sample_rate=sample_rate,
+            dtype=hparams.get("feature_cache_dtype", DEFAULT_DTYPE),
+            name=stage,
+            device=device,
+            shard_bytes=shard_bytes(hparams),
+            encoder_sha256=digest,
+        )
+    return caches
