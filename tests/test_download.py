@@ -1,130 +1,41 @@
 """Downloading LibriTTS subsets (utils/download.py) from a local HTTP server serving tiny generated archives.
 
-The server (stdlib ``http.server`` in a thread) serves ``/<subset>.tar.gz`` in the LibriTTS layout with
-``Range`` support, logs every request, and has switches for a corrupt body, a transfer cut midway, missing
-files (404) and ignoring ``Range``.
+The server (tests/http_server.py) serves ``/<subset>.tar.gz`` in the LibriTTS layout with ``Range``
+support, logs every request, and has switches for a corrupt body, a transfer cut midway, missing files
+(404) and ignoring ``Range``.
 """
 
 import hashlib
-import io
 import math
 import re
 import shutil
 import socket
-import tarfile
-import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import soundfile as sf
+from http_server import SPEAKERS_TXT, libritts_archives, serve, subset_files, tar_bytes
 
 from utils import download
 from utils.download import LIBRITTS_SHA256, DownloadError, download_libritts
 
 SUBSETS = ("dev-clean", "test-clean")
-SPEAKERS = {"dev-clean": ("84", "121123"), "test-clean": ("61", "70968")}  # speaker, chapter
-SPEAKERS_TXT = b";ID |SEX| SUBSET |MINUTES| NAME\n84 | F | dev-clean | 8.02 | Christie Nowak\n"
-
-
-def _tar_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _subset_files(subset: str) -> dict[str, bytes]:
-    """``{path relative to the subset folder: bytes}``: two short wavs with their normalized text."""
-    speaker, chapter = SPEAKERS[subset]
-    rng = np.random.default_rng(len(subset))
-    files = {}
-    for utt in range(2):
-        uttid = f"{speaker}_{chapter}_00000{utt}_000000"
-        wav = io.BytesIO()
-        sf.write(wav, rng.uniform(-0.5, 0.5, 2400).astype(np.float32), 24000, format="WAV", subtype="PCM_16")
-        files[f"{speaker}/{chapter}/{uttid}.wav"] = wav.getvalue()
-        files[f"{speaker}/{chapter}/{uttid}.normalized.txt"] = f"Sentence {utt} of {subset}.".encode()
-    return files
 
 
 @pytest.fixture(scope="module")
 def archives() -> dict[str, bytes]:
     """``{subset: .tar.gz bytes}`` in the LibriTTS layout (``LibriTTS/<subset>/...`` + SPEAKERS.txt)."""
-    result = {}
-    for subset in SUBSETS:
-        members = {f"LibriTTS/{subset}/{path}": data for path, data in _subset_files(subset).items()}
-        result[subset] = _tar_bytes({"LibriTTS/SPEAKERS.txt": SPEAKERS_TXT, **members})
-    return result
-
-
-@dataclass
-class ServerState:
-    files: dict[str, bytes]
-    requests: list[dict] = field(default_factory=list)  # {"path", "range", "status"}
-    corrupt: bool = False  # flip a byte of every body
-    cut_after: int | None = None  # send only the first cut_after bytes of the file, then close
-    ignore_range: bool = False  # always answer 200 with the whole file
-    missing: set[str] = field(default_factory=set)  # paths answered with 404
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        state: ServerState = self.server.state
-        entry = {"path": self.path, "range": self.headers.get("Range"), "status": None}
-        state.requests.append(entry)
-        body = state.files.get(self.path)
-        if body is None or self.path in state.missing:
-            entry["status"] = 404
-            self.send_error(404)
-            return
-        if state.corrupt:
-            body = body[:-10] + bytes([body[-10] ^ 0xFF]) + body[-9:]
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", entry["range"] or "")
-        if match and not state.ignore_range:
-            start = int(match.group(1))
-            if start >= len(body):
-                entry["status"] = 416
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(body)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        entry["status"] = 206 if start else 200
-        self.send_response(entry["status"])
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
-        self.end_headers()
-        end = len(body) if state.cut_after is None else max(start, state.cut_after)
-        self.wfile.write(body[start:end])  # with a cut: fewer bytes than announced, then the socket closes
-
-    def log_message(self, format: str, *args) -> None:  # keep the test output quiet
-        pass
+    return libritts_archives(SUBSETS)
 
 
 @pytest.fixture
 def server(archives):
     """A running server: ``SimpleNamespace(url, state, checksums)``."""
-    state = ServerState(files={f"/{subset}.tar.gz": data for subset, data in archives.items()})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.state = state
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    checksums = {subset: hashlib.sha256(data).hexdigest() for subset, data in archives.items()}
-    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", state=state, checksums=checksums)
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve(archives) as running:
+        yield running
 
 
 def _fetch(server, data_folder: Path, subsets=SUBSETS, **kwargs) -> list[str]:
@@ -137,7 +48,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def _assert_subset_installed(data_folder: Path, subset: str) -> None:
-    assert _tree(data_folder / subset) == _subset_files(subset)
+    assert _tree(data_folder / subset) == subset_files(subset)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,7 +203,7 @@ def test_checksum_mismatch(server, tmp_path):
 )
 def test_bad_archive(server, tmp_path, members, expected):
     data = tmp_path / "corpus" / "LibriTTS"
-    body = _tar_bytes(members)
+    body = tar_bytes(members)
     server.state.files["/dev-clean.tar.gz"] = body
     checksums = {"dev-clean": hashlib.sha256(body).hexdigest()}
     with pytest.raises(DownloadError, match=re.escape(expected)):

@@ -1,26 +1,19 @@
 """The generated LibriTTS-layout corpus (utils/sample_corpus.py): layout, determinism, engines, bad files."""
 
-import hashlib
 import re
 import struct
 
 import numpy as np
 import pytest
 import soundfile as sf
+from corpus_helpers import digest
 
 from utils import sample_corpus
+from utils.corpus.samples import FOLDER_BAD_FILES, FOLDER_SPLITS
 from utils.sample_corpus import BAD_KINDS, espeak_available, make_bad_files, make_sample_corpus
 
 SMALL = {"train-clean-100": (2, 5), "dev-clean": (1, 2)}
 UTTID = re.compile(r"^(\d+)_(\d+)_\d{6}_\d{6}$")
-
-
-def _digest(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_layout(tmp_path):
@@ -56,9 +49,9 @@ def test_synthetic_is_deterministic(tmp_path):
     a = make_sample_corpus(tmp_path / "a", splits=SMALL, engine="synthetic", seed=5)
     b = make_sample_corpus(tmp_path / "b", splits=SMALL, engine="synthetic", seed=5)
     c = make_sample_corpus(tmp_path / "c", splits=SMALL, engine="synthetic", seed=6)
-    assert _digest(a) == _digest(b)
-    wav_digests = {k: v for k, v in _digest(a).items() if k.endswith(".wav")}
-    assert all(_digest(c).get(k) != v for k, v in wav_digests.items())
+    assert digest(a) == digest(b)
+    wav_digests = {k: v for k, v in digest(a).items() if k.endswith(".wav")}
+    assert all(digest(c).get(k) != v for k, v in wav_digests.items())
 
 
 def _frame_db(x, sr):
@@ -173,3 +166,20 @@ def test_cli(tmp_path, capsys):
     assert f"{n_bad} deliberately bad" in out
     assert str((tmp_path / "out").resolve()) in out
     assert len(list((tmp_path / "out").rglob("*.wav"))) == n_good + n_bad
+
+
+# --------------------------------------------------------------------------------------------------
+# Folder and list corpora (other corpus formats)
+
+
+@pytest.mark.parametrize("layout", ["folder", "list"])
+def test_cli_layouts(tmp_path, capsys, layout):
+    sample_corpus.main([str(tmp_path / "out"), "--layout", layout, "--bad"])
+    out = capsys.readouterr().out
+    n_good = sum(s * u for s, u in FOLDER_SPLITS.values())
+    assert f"Wrote {n_good + len(FOLDER_BAD_FILES)} audio files ({layout} layout)" in out
+    assert f"--corpus_format {layout} --data_folder {(tmp_path / 'out').resolve()}" in out
+    if layout == "list":
+        assert (tmp_path / "out" / "files.csv").is_file() and "files.csv" in out
+    else:
+        assert "--train_folder train --valid_folder valid --test_folder test" in out

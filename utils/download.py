@@ -4,7 +4,10 @@
 
 fetches ``https://www.openslr.org/resources/60/<subset>.tar.gz`` for every subset whose folder
 ``<data_folder>/<subset>/`` does not exist yet (a subset already there is never downloaded again), and
-leaves ``<data_folder>/<subset>/<speaker>/<chapter>/...``: the layout ``libritts_prepare`` reads.
+leaves ``<data_folder>/<subset>/<speaker>/<chapter>/...``: the layout :mod:`utils.corpus.libritts` reads. The
+training scripts call it with ``--download True`` (before preparing, for the subsets of ``train_split``,
+``valid_split`` and ``test_split``; ``download_url``/``download_checksums`` in the YAML are its
+``base_url``/``checksums``), through ``utils.corpus.libritts.download_splits``.
 
 For each missing subset:
 

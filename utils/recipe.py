@@ -31,7 +31,10 @@ logger = logging.getLogger(__name__)
 
 LAYOUT_HINT = (
     "--data_folder must be the LibriTTS root, holding one folder per subset, e.g. "
-    "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60)"
+    "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60; "
+    "--download True fetches the missing subsets); with --corpus_format folder, the root of any tree of "
+    "audio files (wav, flac, ogg, mp3); with --corpus_format list, a CSV/TSV/JSON file listing audio files "
+    "(or give it as --corpus_list). See README, 'Training on your own data'."
 )
 
 
@@ -108,7 +111,7 @@ def setup_recipe(
 ) -> Recipe:
     """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, load the frozen encoder (on every process)
-    and, with ``feature_cache``, build or open the feature caches (utils/feature_cache.py).
+    and, with ``feature_cache``, build or open the feature caches (utils/feature_cache/).
 
     Arguments
     ---------
@@ -131,26 +134,10 @@ def setup_recipe(
     )
     logger.info(f"Command: {' '.join([Path(sys.argv[0]).name, *argv])}")
 
-    from libritts_prepare import prepare_libritts
+    from utils.corpus import prepare_data
 
-    run_on_main(
-        prepare_libritts,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_json_train": hparams["train_json"],
-            "save_json_valid": hparams["valid_json"],
-            "save_json_test": hparams["test_json"],
-            "sample_rate": hparams["sample_rate"],
-            "train_split": hparams["train_split"],
-            "valid_split": hparams["valid_split"],
-            "test_split": hparams["test_split"],
-            "seed": hparams["prepare_seed"],
-            "valid_size": hparams["valid_size"],
-            "min_duration": hparams["min_duration"],
-            "model_name": "HiFi-GAN",
-            "skip_prep": hparams["skip_prep"],
-        },
-    )
+    # corpus_format libritts (with download), folder or list: see the Data section of the YAML
+    run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
     min_seconds = train_min_duration(hparams) if train_min_duration is not None else 0.0
     datasets = dataio_prepare(hparams, train_min_duration=min_seconds)

@@ -19,6 +19,16 @@ Engines:
 * ``auto``: ``espeak`` when ``espeak-ng`` is on ``PATH``, else ``synthetic``.
 
 ``make_bad_files`` (or ``--bad``) adds deliberately broken or unusual files to test data preparation.
+
+Other corpus formats (``--layout``; synthetic voice only):
+
+* ``folder``: ``OUT_DIR/<split>/<speaker>/<speaker>_<utt>.<ext>`` in mixed formats (wav, flac, ogg),
+  sample rates (16, 22.05, 24, 44.1 kHz) and channel counts (every third file stereo), for
+  ``--corpus_format folder``;
+* ``list``: the same audio under ``OUT_DIR/audio/`` and ``OUT_DIR/files.csv`` listing it
+  (``path,duration,speaker,split``), for ``--corpus_format list``.
+
+Both are made by ``utils/corpus/samples.py`` (``make_folder_corpus``, ``make_list_corpus``).
 """
 
 import argparse
@@ -456,6 +466,19 @@ def make_bad_files(
     return paths
 
 
+def _write_layout(layout: str, args) -> str:
+    """Write the corpus of ``--layout``; return the options to train on it."""
+    from utils.corpus.samples import FOLDER_SPLITS, make_folder_corpus, make_list_corpus
+
+    out = Path(args.out_dir).resolve()
+    if layout == "folder":
+        make_folder_corpus(out, seed=args.seed, bad=args.bad)
+        sets = " ".join(f"--{s}_folder {s}" for s in FOLDER_SPLITS)
+        return f"--corpus_format folder --data_folder {out} {sets}"
+    list_path = make_list_corpus(out, seed=args.seed, bad=args.bad)
+    return f"--corpus_format list --data_folder {list_path}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m utils.sample_corpus",
@@ -467,7 +490,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample-rate", type=int, default=24000)
     parser.add_argument("--long-seconds", type=float, default=12.0, help="length of the bad 'toolong' file")
+    parser.add_argument(
+        "--layout",
+        choices=("libritts", "folder", "list"),
+        default="libritts",
+        help="libritts (default), folder (mixed formats, rates and channels) or list (folder + files.csv)",
+    )
     args = parser.parse_args(argv)
+    if args.layout != "libritts":
+        options = _write_layout(args.layout, args)
+        n_files = sum(
+            1 for p in Path(args.out_dir).rglob("*") if p.suffix in (".wav", ".flac", ".ogg", ".mp3")
+        )
+        print(f"Wrote {n_files} audio files ({args.layout} layout) to {Path(args.out_dir).resolve()}")
+        print(f"Use it with: {options}")
+        return
     engine = _resolve_engine(args.engine)
     root = make_sample_corpus(
         args.out_dir,

@@ -1,21 +1,25 @@
-"""libritts_prepare.prepare_libritts on generated LibriTTS-layout corpora (clean and broken)."""
+"""libritts_prepare.prepare_libritts (the LibriTTS layer of utils/corpus/) on generated LibriTTS-layout
+corpora (clean and broken), its download wiring and its command line."""
 
-import hashlib
 import inspect
 import json
 import logging
 import os
 import shutil
-import struct
+import subprocess
+import sys
 
-import numpy as np
 import pytest
 import soundfile as sf
+from corpus_helpers import load, mtimes, snapshot
+from http_server import libritts_archives, serve
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
 import libritts_prepare
-from libritts_prepare import CorpusError, prepare_libritts, validate_wav
+from libritts_prepare import CorpusError, download_splits, prepare_libritts, validate_wav
+from utils.corpus import manifest
+from utils.corpus.validate import validate_audio
 from utils.sample_corpus import BAD_KINDS, make_sample_corpus
 
 SPLITS = {"train-clean-100": (3, 4), "dev-clean": (2, 3), "test-clean": (2, 2)}
@@ -69,29 +73,6 @@ def _prepare(data_folder, out, **kwargs):
     )
 
 
-def _load(out, stage):
-    with open(out / f"{stage}.json", encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _snapshot(root):
-    """sha256, size and mtime of every file under root (and the list of files and folders)."""
-    state = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            state[os.path.join(dirpath, name)] = "dir"
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            st = os.stat(path)
-            with open(path, "rb") as f:
-                state[path] = (hashlib.sha256(f.read()).hexdigest(), st.st_size, st.st_mtime_ns)
-    return state
-
-
-def _mtimes(out):
-    return {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-
-
 def test_signature_keeps_the_original_arguments():
     params = list(inspect.signature(prepare_libritts).parameters)
     original = [
@@ -140,48 +121,48 @@ def test_labels_strip_braces(tmp_path):
     prepare_libritts(
         root, str(tmp_path / "o" / "train.json"), None, None, train_split="train-clean-100", valid_size=1
     )
-    assert _load(tmp_path / "o", "train")[wav.stem]["label"] == "Hello brace world"
+    assert load(tmp_path / "o", "train")[wav.stem]["label"] == "Hello brace world"
 
 
 def test_corpus_is_byte_identical_afterwards(bad_corpus, tmp_path):
-    before = _snapshot(bad_corpus)
+    before = snapshot(bad_corpus)
     _prepare(bad_corpus, tmp_path / "a", max_duration=5.0)
     _prepare(bad_corpus, tmp_path / "a", max_duration=5.0)  # skipped
     _prepare(bad_corpus, tmp_path / "a", min_duration=0.2)  # redone
-    assert _snapshot(bad_corpus) == before  # same files, bytes, sizes and mtimes; nothing added
+    assert snapshot(bad_corpus) == before  # same files, bytes, sizes and mtimes; nothing added
 
 
 def test_second_call_skips(clean_corpus, tmp_path, caplog):
     _prepare(clean_corpus, tmp_path)
-    before = _mtimes(tmp_path)
-    with caplog.at_level(logging.INFO, logger="libritts_prepare"):
+    before = mtimes(tmp_path)
+    with caplog.at_level(logging.INFO):
         assert _prepare(clean_corpus, tmp_path) is None
     assert "already prepared" in caplog.text
-    assert _mtimes(tmp_path) == before
+    assert mtimes(tmp_path) == before
 
 
 def test_changed_option_redoes(bad_corpus, tmp_path):
     _prepare(bad_corpus, tmp_path)
-    assert "9999_999999_tooshort_000000" not in _load(tmp_path, "train")
-    first = _mtimes(tmp_path)
+    assert "9999_999999_tooshort_000000" not in load(tmp_path, "train")
+    first = mtimes(tmp_path)
     report = _prepare(bad_corpus, tmp_path, min_duration=0.2)
     assert report is not None
-    assert "9999_999999_tooshort_000000" in _load(tmp_path, "train")
-    assert all(_mtimes(tmp_path)[name] != first[name] for name in ("train.json", "prepare_options.json"))
+    assert "9999_999999_tooshort_000000" in load(tmp_path, "train")
+    assert all(mtimes(tmp_path)[name] != first[name] for name in ("train.json", "prepare_options.json"))
     # And back: the options file records what is on disk now, so the old options redo too.
     _prepare(bad_corpus, tmp_path)
-    assert "9999_999999_tooshort_000000" not in _load(tmp_path, "train")
+    assert "9999_999999_tooshort_000000" not in load(tmp_path, "train")
     assert json.loads((tmp_path / "prepare_options.json").read_text())["min_duration"] == 1.0
 
 
 def test_bad_corpus(bad_corpus, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="libritts_prepare"):
+    with caplog.at_level(logging.INFO):
         report = _prepare(bad_corpus, tmp_path, max_duration=LONG_SECONDS - 1)
     assert report == json.loads((tmp_path / "prepare_report.json").read_text(encoding="utf-8"))
     skipped = {(item["stage"], os.path.basename(item["wav"])): item for item in report["skipped"]}
     warnings = {(item["stage"], os.path.basename(item["wav"])): item for item in report["warnings"]}
     for stage, split in STAGE_SPLIT.items():
-        manifest = _load(tmp_path, stage)
+        manifest = load(tmp_path, stage)
         for kind, outcome in BAD_OUTCOME.items():
             uttid = f"9999_999999_{kind}_000000"
             key = (stage, f"{uttid}.wav")
@@ -276,24 +257,24 @@ def test_valid_split_draw(clean_corpus, tmp_path):
     dev = sorted(w.stem for w in (clean_corpus / "dev-clean").rglob("*.wav"))
     # Fewer usable utterances than valid_size (500, as the original): all of them.
     _prepare(clean_corpus, tmp_path / "all")
-    assert sorted(_load(tmp_path / "all", "valid")) == dev
+    assert sorted(load(tmp_path / "all", "valid")) == dev
     # valid_size smaller: a seeded draw among the usable files.
     _prepare(clean_corpus, tmp_path / "a", valid_size=3)
     _prepare(clean_corpus, tmp_path / "b", valid_size=3)
-    drawn = _load(tmp_path / "a", "valid")
+    drawn = load(tmp_path / "a", "valid")
     assert len(drawn) == 3 and set(drawn) <= set(dev)
-    assert drawn == _load(tmp_path / "b", "valid")
+    assert drawn == load(tmp_path / "b", "valid")
     draws = set()
     for seed in range(6):
         _prepare(clean_corpus, tmp_path / f"s{seed}", valid_size=3, seed=seed)
-        draws.add(tuple(sorted(_load(tmp_path / f"s{seed}", "valid"))))
+        draws.add(tuple(sorted(load(tmp_path / f"s{seed}", "valid"))))
     assert len(draws) > 1
-    assert len(_load(tmp_path / "a", "train")) == 12  # train and test are not sampled
+    assert len(load(tmp_path / "a", "train")) == 12  # train and test are not sampled
 
 
 def test_valid_draw_is_after_filtering(bad_corpus, tmp_path):
     _prepare(bad_corpus, tmp_path, valid_size=8)
-    valid = _load(tmp_path, "valid")
+    valid = load(tmp_path, "valid")
     assert len(valid) == 8  # 6 good + 3 usable bad (stereo44k, rate8k, notext) = 9 usable
     assert not any(
         kind in uttid for uttid in valid for kind in ("zerobyte", "truncated", "notaudio", "tooshort")
@@ -308,21 +289,21 @@ def test_skip_prep(tmp_path):
 def test_interrupted_run_is_redone(clean_corpus, tmp_path, monkeypatch):
     # Options A prepared; then a run with options B dies while writing the valid manifest.
     _prepare(clean_corpus, tmp_path)
-    real_write = libritts_prepare.atomic_write_json
+    real_write = manifest.atomic_write_json
 
     def dying_write(path, data, indent=None):
         if os.path.basename(path) == "valid.json":
             raise KeyboardInterrupt
         real_write(path, data, indent)
 
-    monkeypatch.setattr(libritts_prepare, "atomic_write_json", dying_write)
+    monkeypatch.setattr(manifest, "atomic_write_json", dying_write)
     with pytest.raises(KeyboardInterrupt):
         _prepare(clean_corpus, tmp_path, min_duration=2.0)
     monkeypatch.undo()
     # train.json now holds B's content, and the options file (A) is gone, so A is redone, not skipped.
     assert not (tmp_path / "prepare_options.json").exists()
     assert _prepare(clean_corpus, tmp_path) is not None
-    assert len(_load(tmp_path, "train")) == 12
+    assert len(load(tmp_path, "train")) == 12
     assert not list(tmp_path.glob(".*.partial"))
 
 
@@ -331,7 +312,7 @@ def test_manifest_without_options_file_is_redone(clean_corpus, tmp_path):
     (tmp_path / "prepare_options.json").unlink()
     (tmp_path / "train.json").write_text("{}")
     assert _prepare(clean_corpus, tmp_path) is not None
-    assert len(_load(tmp_path, "train")) == 12
+    assert len(load(tmp_path, "train")) == 12
     # A manifest deleted by hand is redone too.
     (tmp_path / "test.json").unlink()
     assert _prepare(clean_corpus, tmp_path) is not None
@@ -366,14 +347,14 @@ def test_split_names_as_strings(clean_corpus, tmp_path):
         valid_split="dev-clean",
         test_split="test-clean",
     )
-    assert len(_load(tmp_path, "test")) == 4
+    assert len(load(tmp_path, "test")) == 4
 
 
 def test_model_name(clean_corpus, tmp_path):
     with pytest.raises(ValueError, match="model_name"):
         _prepare(clean_corpus, tmp_path, model_name="FastSpeech2")
     _prepare(clean_corpus, tmp_path, model_name="Tacotron2")
-    assert "label_phoneme" not in next(iter(_load(tmp_path, "train").values()))
+    assert "label_phoneme" not in next(iter(load(tmp_path, "train").values()))
 
 
 def test_libritts_subsets_split_ratio(clean_corpus, tmp_path):
@@ -387,7 +368,7 @@ def test_libritts_subsets_split_ratio(clean_corpus, tmp_path):
         split_ratio=[60, 20, 20],
         seed=3,
     )
-    parts = {stage: set(_load(tmp_path, stage)) for stage in ("train", "valid", "test")}
+    parts = {stage: set(load(tmp_path, stage)) for stage in ("train", "valid", "test")}
     every = {
         w.stem for split in ("train-clean-100", "dev-clean") for w in (clean_corpus / split).rglob("*.wav")
     }
@@ -396,58 +377,11 @@ def test_libritts_subsets_split_ratio(clean_corpus, tmp_path):
     assert (len(parts["train"]), len(parts["valid"]), len(parts["test"])) == (10, 3, 5)  # int(N r / sum)
 
 
-# ----------------------------------------------------------------------------------------------------
-# validate_wav on single files
-# ----------------------------------------------------------------------------------------------------
-
-
-def _wav_bytes(n_frames, data_size=None, subtype_code=1, bits=16, rate=16000):
-    block = bits // 8
-    data = bytes(n_frames * block)
-    size = len(data) if data_size is None else data_size
-    fmt = struct.pack("<HHIIHH", subtype_code, 1, rate, rate * block, block, bits)
-    return (
-        b"RIFF"
-        + struct.pack("<I", min(36 + size, 0xFFFFFFFF))
-        + b"WAVEfmt "
-        + struct.pack("<I", 16)
-        + fmt
-        + b"data"
-        + (struct.pack("<I", size) + data)
-    )
-
-
-def test_validate_wav_cases(tmp_path):
-    def check(name, content):
-        path = tmp_path / name
-        path.write_bytes(content)
-        return validate_wav(str(path))
-
-    info, reason, _ = check("ok.wav", _wav_bytes(1600))
-    assert reason is None and info == {"frames": 1600, "sample_rate": 16000, "channels": 1}
-    # Streaming writers (espeak-ng/sox to a pipe) put a placeholder size: not truncated.
-    assert check("stream.wav", _wav_bytes(1600, data_size=0x7FFFF000))[1] is None
-    assert check("ffmpeg.wav", _wav_bytes(1600, data_size=0xFFFFFFFF))[1] is None
-    assert check("cut.wav", _wav_bytes(1600)[:-1000])[1] == "truncated"
-    assert check("header_only.wav", _wav_bytes(1600)[:44])[1] == "truncated"
-    assert check("empty_data.wav", _wav_bytes(0))[1] == "no_frames"
-    assert check("short_header.wav", _wav_bytes(1600)[:30])[1] == "unreadable"
-    assert check("zero.wav", b"")[1] == "empty_file"
-    assert check("text.wav", b"hello\n")[1] == "not_audio"
-    assert (
-        check("appledouble.wav", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(40))[1]
-        == "not_audio"
-    )
-
-    nan = np.zeros(1600, dtype=np.float32)
-    nan[100] = np.nan
-    sf.write(str(tmp_path / "nan.wav"), nan, 16000, subtype="FLOAT")
-    assert validate_wav(str(tmp_path / "nan.wav"))[1] == "non_finite"
-    sf.write(str(tmp_path / "flac.wav"), np.zeros(1600), 16000, format="FLAC")  # FLAC named .wav: audio
-    assert validate_wav(str(tmp_path / "flac.wav"))[1] is None
-
-    os.symlink(tmp_path / "gone.wav", tmp_path / "broken.wav")
-    assert validate_wav(str(tmp_path / "broken.wav"))[1] == "unreadable"
+def test_validate_wav_is_the_shared_validation(tmp_path):
+    """``libritts_prepare.validate_wav`` stays importable: it is utils.corpus.validate.validate_audio."""
+    assert validate_wav is validate_audio
+    (tmp_path / "text.wav").write_text("hello")
+    assert validate_wav(str(tmp_path / "text.wav"))[1] == "not_audio"
 
 
 def test_odd_files_in_a_split_are_reported_not_fatal(tmp_path):
@@ -470,7 +404,7 @@ def test_odd_files_in_a_split_are_reported_not_fatal(tmp_path):
         "._1001_100101_000001_000000.wav": "not_audio",
         other.name: "duplicate",
     }
-    assert _load(tmp_path / "out", "train")["1001_100101_upper_000000"]["label"] == ""  # no text beside it
+    assert load(tmp_path / "out", "train")["1001_100101_upper_000000"]["label"] == ""  # no text beside it
     assert report["sets"]["train"]["duplicate"] == 1
 
 
@@ -492,3 +426,36 @@ def test_awkward_paths(tmp_path):
     )
     wavs = [dataset.data[uttid]["wav"] for uttid in dataset.data_ids]
     assert len(wavs) == 2 and all(os.path.isfile(w) and "my {corpus}" in w for w in wavs)
+
+
+def test_download_splits_fetches_the_missing_subsets(tmp_path):
+    """download_splits: the union of the split lists, each missing subset once, from the given server."""
+    archives = libritts_archives(["train-clean-100", "dev-clean", "test-clean"], seconds=1.2)
+    data = tmp_path / "LibriTTS"
+    (data / "test-clean").mkdir(parents=True)  # already there: not downloaded
+    with serve(archives) as server:
+        kwargs = {"base_url": server.url, "checksums": server.checksums}
+        fetched = download_splits(
+            data, ["train-clean-100"], "dev-clean", ["test-clean", "dev-clean"], **kwargs
+        )
+        assert fetched == ["train-clean-100", "dev-clean"]
+        assert [r["path"] for r in server.state.requests] == ["/train-clean-100.tar.gz", "/dev-clean.tar.gz"]
+        assert download_splits(data, ["train-clean-100"], None, **kwargs) == []
+    assert download_splits(data, None, []) == []
+    report = prepare_libritts(
+        data, *[str(tmp_path / "o" / f"{s}.json") for s in ("train", "valid")], None,
+        train_split="train-clean-100", valid_split="dev-clean",
+    )  # fmt: skip
+    assert report["sets"]["train"]["kept"] == 2 and report["sets"]["valid"]["kept"] == 2
+
+
+def test_command_line(clean_corpus, tmp_path):
+    """python libritts_prepare.py DATA_FOLDER OUT_DIR [options], as the module docstring says."""
+    script = os.path.join(os.path.dirname(libritts_prepare.__file__), "libritts_prepare.py")
+    command = [sys.executable, script, str(clean_corpus), str(tmp_path), "--valid_size", "2", "--seed", "5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(load(tmp_path, "valid")) == 2 and len(load(tmp_path, "train")) == 12
+    assert "LibriTTS train (train-clean-100): 12 kept of 12 found" in result.stderr
+    options = json.loads((tmp_path / "prepare_options.json").read_text())
+    assert (options["seed"], options["valid_size"]) == (5, 2)

@@ -1,0 +1,100 @@
+"""Corpus preparation for every format: validate the audio, write the train/valid/test manifests.
+
+The recipe calls :func:`prepare_data` on the main process; it reads the keys of the YAML's Data section
+and dispatches on ``corpus_format``:
+
+* ``libritts`` (default): the LibriTTS layout (:mod:`utils.corpus.libritts`, also ``libritts_prepare.py``;
+  subsets named by ``train_split``/``valid_split``/``test_split``; ``download: True`` first fetches the
+  missing ones);
+* ``folder``: any tree of audio files under ``data_folder`` (:mod:`utils.corpus.folder`);
+* ``list``: a CSV/TSV/JSON list of audio files, ``corpus_list`` or ``data_folder`` itself
+  (:mod:`utils.corpus.filelist`).
+
+Modules: ``libritts``, ``validate`` (one file), ``report`` (the report's dataclasses and JSON), ``splits``
+(valid draw, proportional and speaker-disjoint splits), ``manifest`` (entries, escaping, options file),
+``prepare`` (the pipeline all formats share), ``custom`` (what folder and list share), ``folder``,
+``filelist``, and ``samples`` (generated folder/list corpora for tests and demos). Every format gives the
+same guarantees: the corpus is only read, every file is validated and each skipped one is reported with
+its reason (``prepare_report.json``), a second run with the same options does nothing
+(``prepare_options.json``), manifests are written atomically, and errors say what to fix."""
+
+import logging
+import os
+from collections.abc import Mapping
+
+__all__ = ["CORPUS_FORMATS", "prepare_data"]
+
+logger = logging.getLogger(__name__)
+
+CORPUS_FORMATS = ("libritts", "folder", "list")
+
+
+def _common(hparams: Mapping) -> dict:
+    """The arguments every format takes, from the YAML."""
+    return {
+        "save_json_train": hparams["train_json"],
+        "save_json_valid": hparams["valid_json"],
+        "save_json_test": hparams["test_json"],
+        "sample_rate": hparams["sample_rate"],
+        "seed": hparams["prepare_seed"],
+        "valid_size": hparams["valid_size"],
+        "min_duration": hparams["min_duration"],
+    }
+
+
+def _draw_options(hparams: Mapping) -> dict:
+    """The options of the folder and list formats, from the YAML (defaults when a key is absent)."""
+    return {
+        "valid_proportion": hparams.get("valid_proportion", 0.1),
+        "test_proportion": hparams.get("test_proportion", 0.1),
+        "speaker_pattern": hparams.get("speaker_pattern"),
+        "speaker_disjoint": bool(hparams.get("speaker_disjoint", False)),
+    }
+
+
+def _prepare_libritts(hparams: Mapping) -> None:
+    from utils.corpus.libritts import download_splits, prepare_libritts
+
+    splits = {key: hparams[key] for key in ("train_split", "valid_split", "test_split")}
+    if hparams.get("download", False):
+        download_splits(
+            hparams["data_folder"],
+            *splits.values(),
+            base_url=hparams.get("download_url"),
+            checksums=hparams.get("download_checksums"),
+        )
+    prepare_libritts(hparams["data_folder"], **_common(hparams), **splits, model_name="HiFi-GAN")
+
+
+def prepare_data(hparams: Mapping) -> None:
+    """Prepare the manifests ``train_json``/``valid_json``/``test_json`` of the corpus the YAML names.
+
+    Reads ``corpus_format`` (``libritts`` when absent), ``data_folder``, ``skip_prep``, ``sample_rate``,
+    ``prepare_seed``, ``valid_size``, ``min_duration``; for ``libritts`` ``train_split``, ``valid_split``,
+    ``test_split``, ``download``, ``download_url``, ``download_checksums``; for ``folder``
+    ``train_folder``, ``valid_folder``, ``test_folder``; for ``list`` ``corpus_list``; for both
+    ``valid_proportion``, ``test_proportion``, ``speaker_pattern``, ``speaker_disjoint`` (see the Data
+    section of ``hparams/bsq.yaml``). Call it on the main process only (``run_on_main``).
+    """
+    corpus_format = str(hparams.get("corpus_format") or "libritts").lower()
+    if corpus_format not in CORPUS_FORMATS:
+        raise ValueError(f"corpus_format must be one of {', '.join(CORPUS_FORMATS)}, not {corpus_format!r}")
+    if hparams.get("skip_prep", False):
+        logger.info("skip_prep: using the manifests as they are")
+        return
+    if corpus_format == "libritts":
+        _prepare_libritts(hparams)
+    elif corpus_format == "folder":
+        from utils.corpus.folder import prepare_folder
+
+        folders = {key: hparams.get(key) for key in ("train_folder", "valid_folder", "test_folder")}
+        prepare_folder(hparams["data_folder"], **_common(hparams), **folders, **_draw_options(hparams))
+    else:
+        from utils.corpus.filelist import prepare_list
+
+        data_folder, corpus_list = os.fspath(hparams["data_folder"]), hparams.get("corpus_list")
+        if corpus_list:  # relative to data_folder (os.path.join keeps an absolute path)
+            corpus_list = os.path.join(data_folder, os.fspath(corpus_list))
+        else:  # data_folder is the list itself
+            corpus_list, data_folder = data_folder, None
+        prepare_list(corpus_list, **_common(hparams), data_folder=data_folder, **_draw_options(hparams))
