@@ -36,6 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from focalcodec.files import format_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("quantizer", "decoder", "codec")
 # Options a section's process receives from the parent
@@ -44,14 +46,6 @@ FORWARDED = ("device", "threads", "batch_size", "warmup", "repeats", "codec_repe
 
 # --------------------------------------------------------------------------------------------------
 # Report
-
-
-def _bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 def markdown(report: dict) -> str:
@@ -81,8 +75,8 @@ def markdown(report: dict) -> str:
                 f"| {figures['uncached']['audio_seconds_per_second']:.1f} → "
                 f"{figures['cached']['audio_seconds_per_second']:.1f} "
                 f"| {build['audio_seconds'] / build['seconds']:.1f}× real time ({build['dtype']}, "
-                f"{_bytes(build['bytes'] / build['audio_seconds'])} per s of audio) "
-                f"| {_bytes(figures['peak_memory_bytes'])} |"
+                f"{format_bytes(build['bytes'] / build['audio_seconds'])} per s of audio) "
+                f"| {format_bytes(figures['peak_memory_bytes'])} |"
             )
         lines.append("")
     if "codec" in report:
@@ -96,7 +90,7 @@ def markdown(report: dict) -> str:
             op = codec[name]
             lines.append(
                 f"| {name} | {op['seconds']:.3f} s | **{op['realtime_factor']:.1f}×** "
-                f"| {_bytes(op['peak_memory_bytes'])} |"
+                f"| {format_bytes(op['peak_memory_bytes'])} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -39,3 +39,12 @@ def atomic_write_json(path: str | os.PathLike, data: Any, indent: int | None = N
             os.fsync(stream.fileno())
 
     return atomic_write(path, write)
+
+
+def format_bytes(size: float) -> str:
+    """``size`` bytes as text with a decimal unit, e.g. ``"512 B"``, ``"12.3 GB"``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

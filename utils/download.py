@@ -45,6 +45,8 @@ from collections.abc import Iterable
 
 from tqdm import tqdm
 
+from focalcodec.files import format_bytes
+
 __all__ = ["EXTRACT_FACTOR", "LIBRITTS_SHA256", "LIBRITTS_URL", "DownloadError", "download_libritts"]
 
 logger = logging.getLogger(__name__)
@@ -170,7 +172,7 @@ def _download(
                 logger.info(f"The server does not resume downloads: downloading {subset} from zero")
             start = 0
         elif start:
-            logger.info(f"Resuming the download of {subset} after {_format_bytes(start)}")
+            logger.info(f"Resuming the download of {subset} after {format_bytes(start)}")
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         _check_disk_space(data_folder, subset, start, total)
@@ -249,8 +251,8 @@ def _check_disk_space(data_folder: str, subset: str, start: int, total: int | No
     if free < remaining + unpacked:
         raise DownloadError(
             f"Not enough free disk space in {data_folder} for LibriTTS {subset}: need about "
-            f"{_format_bytes(remaining + unpacked)} ({_format_bytes(remaining)} to download + "
-            f"{_format_bytes(unpacked)} to unpack), {_format_bytes(free)} free. Free some space or "
+            f"{format_bytes(remaining + unpacked)} ({format_bytes(remaining)} to download + "
+            f"{format_bytes(unpacked)} to unpack), {format_bytes(free)} free. Free some space or "
             "choose a data folder on a larger disk."
         )
 
@@ -314,12 +316,3 @@ def _sha256(path: str) -> str:
     """The SHA-256 hex digest of the file at ``path``."""
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def _format_bytes(size: float) -> str:
-    """``size`` bytes as text with a decimal unit, e.g. ``"12.3 GB"``."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from focalcodec.files import atomic_write, atomic_write_json
+from focalcodec.files import atomic_write, atomic_write_json, format_bytes
 from utils.feature_cache.key import ManifestEntry, cache_key, encoder_fingerprint
 from utils.feature_cache.layout import (
     DEFAULT_DTYPE,
@@ -159,14 +159,14 @@ def _check_disk_space(plan: BuildPlan, num_seconds: float) -> None:
     logger.info(
         f"Feature cache '{plan.name}': {num_utterances} utterances, {_format_duration(num_seconds)} of "
         f"audio -> about {total / 1e6:.3g} M frames x {plan.dim} x {plan.dtype} = "
-        f"{_format_bytes(total * plan.frame_bytes)} in {len(plan.shards)} shards, in {plan.folder} "
-        f"(still to compute: {_format_bytes(remaining * plan.frame_bytes)}; free disk: {_format_bytes(free)})"
+        f"{format_bytes(total * plan.frame_bytes)} in {len(plan.shards)} shards, in {plan.folder} "
+        f"(still to compute: {format_bytes(remaining * plan.frame_bytes)}; free disk: {format_bytes(free)})"
     )
     if remaining * plan.frame_bytes > free:
         hint = " or use --feature_cache_dtype float16" if plan.dtype != "float16" else ""
         raise FeatureCacheError(
             f"Not enough disk space for the feature cache in {plan.folder}: it needs about "
-            f"{_format_bytes(remaining * plan.frame_bytes)}, {_format_bytes(free)} are free. "
+            f"{format_bytes(remaining * plan.frame_bytes)}, {format_bytes(free)} are free. "
             f"Point --feature_cache_folder elsewhere{hint}."
         )
 
@@ -292,7 +292,7 @@ def _write_index(plan: BuildPlan, key: str, wait: bool) -> None:
     index = {"key": key, "dim": plan.dim, "dtype": plan.dtype, "shards": names, "entries": entries}
     atomic_write_json(plan.folder / INDEX_FILE, index)
     size = sum((plan.folder / name).stat().st_size for name in names)
-    logger.info(f"Feature cache '{plan.name}': complete, {_format_bytes(size)} in {plan.folder}")
+    logger.info(f"Feature cache '{plan.name}': complete, {format_bytes(size)} in {plan.folder}")
 
 
 def _complete(plan: BuildPlan, key: str, rank: int, world_size: int) -> None:
@@ -309,15 +309,6 @@ def _rank_and_world_size() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def _format_bytes(size: float) -> str:
-    """``size`` bytes as text with a decimal unit, e.g. ``"12.3 GB"``."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 def _format_duration(seconds: float) -> str:
