@@ -246,7 +246,7 @@ def test_disk_space(server, tmp_path, monkeypatch):
     free = {"bytes": needed - 1}
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=free["bytes"]))
     data = tmp_path / "LibriTTS"
-    with pytest.raises(DownloadError, match=r"Not enough free disk space .* need about [\d.]+ kB .* free"):
+    with pytest.raises(DownloadError, match=r"Not enough free disk space .* need about [\d.]+ KB .* free"):
         _fetch(server, data, subsets="dev-clean")
     assert not (data / ".download" / "dev-clean.tar.gz.partial").exists()  # nothing written
     free["bytes"] = needed
