@@ -18,9 +18,9 @@ from speechbrain.utils.distributed import if_main_process
 
 from focalcodec.audio import fit_length
 from utils.brain import CodecBrain
-from utils.crop import min_crop_samples, random_feature_crop
+from utils.crop import cached_crop, crop_seconds, random_feature_crop
 from utils.finetune import init_from_pretrained
-from utils.recipe import setup_recipe, train_and_test
+from utils.recipe import TrainItems, setup_recipe, train_and_test
 
 
 class GeneratorOutput(NamedTuple):
@@ -53,13 +53,21 @@ class Resynthesis(CodecBrain):
     def compute_forward(self, batch, stage: sb.Stage) -> GeneratorOutput:
         """Encode, crop (train only), generate; the output is fitted to the target length."""
         batch = batch.to(self.device)
-        inputs = self.features(batch, stage)  # cached whole-utterance features, or the frozen encoder
+        if hasattr(batch, "crop_feats"):  # training crops read alone from the feature cache and the audio
+            feats, sig = batch.crop_feats.data, batch.crop_sig.data
+        else:
+            feats, sig = self._whole_or_cropped(batch, stage)
+        hyp = fit_length(self.modules.generator(feats)[0], sig.shape[-1])
+        return GeneratorOutput(hyp[:, None], sig[:, None])
+
+    def _whole_or_cropped(self, batch, stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole-utterance features (cached, or the frozen encoder) and audio, cropped in training."""
+        inputs = self.features(batch, stage)
         feats, sig = inputs.feats, inputs.sig
         if stage == sb.Stage.TRAIN and self.hparams.segment_size_feats is not None:
             num_frames, hop = self.hparams.segment_size_feats, self.hparams.generator_hop_length
             feats, sig = random_feature_crop(feats, sig, inputs.crop_lens, num_frames, hop)
-        hyp = fit_length(self.modules.generator(feats)[0], sig.shape[-1])
-        return GeneratorOutput(hyp[:, None], sig[:, None])
+        return feats, sig
 
     def discriminator_loss(self, out: GeneratorOutput) -> torch.Tensor:
         """Hinge loss of the discriminators on real audio and on (detached) generated audio."""
@@ -175,18 +183,8 @@ class Resynthesis(CodecBrain):
             )
 
 
-def crop_seconds(hparams: dict) -> float:
-    """Shortest training utterance that holds a whole crop of encoder frames (shorter ones are dropped)."""
-    if hparams["segment_size_feats"] is None:
-        return 0.0
-    samples = min_crop_samples(
-        hparams["segment_size_feats"], hparams["encoder_kernel_sizes"], hparams["encoder_strides"]
-    )
-    return samples / hparams["sample_rate"]
-
-
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv, train_min_duration=crop_seconds)
+    recipe = setup_recipe(argv, TrainItems(min_seconds=crop_seconds, crop=cached_crop))
     hparams = recipe.hparams
     if recipe.pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
         init_from_pretrained(recipe.pretrained, hparams=hparams, generator=hparams["generator"])

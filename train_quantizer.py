@@ -20,7 +20,7 @@ from focalcodec.audio import fit_length
 from utils.brain import CodecBrain
 from utils.finetune import init_from_pretrained
 from utils.metrics import CodeUsage
-from utils.recipe import setup_recipe, train_and_test
+from utils.recipe import TrainItems, setup_recipe, train_and_test
 from utils.run_folder import load_decoder
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Quantization(CodecBrain):
 
 
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv, train_audio=False)  # training reads cached features only (when cached)
+    recipe = setup_recipe(argv, TrainItems(audio=False))  # training reads cached features only (when cached)
     hparams, pretrained = recipe.hparams, recipe.pretrained
     trained = {name: hparams[name] for name in Quantization.trained_parts.values()}
     if hparams["decoder_checkpoint"] is not None:  # listen through the decoder stage's decoder

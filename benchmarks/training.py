@@ -18,7 +18,7 @@ from speechbrain.dataio.dataloader import make_dataloader
 
 import utils.recipe as recipe_module
 from benchmarks.measure import ForwardTimer, interleaved, median, process_peak_memory, sync
-from utils.recipe import Recipe, setup_recipe
+from utils.recipe import Recipe, TrainItems, setup_recipe
 from utils.sample_corpus import make_sample_corpus
 
 __all__ = ["STAGES", "train_section"]
@@ -48,7 +48,7 @@ def _recipe(stage: str, mode: str, corpus: Path, work: Path, args) -> tuple[Reci
         return caches
 
     with mock.patch.object(recipe_module, "prepare_feature_caches", timed_build):
-        recipe = setup_recipe(argv, train_audio=stage == "decoder")
+        recipe = setup_recipe(argv, TrainItems(audio=stage == "decoder"))
     return recipe, seconds[0]
 
 

@@ -5,6 +5,7 @@ Reading uses ``soundfile`` (WAV, FLAC, OGG, and MP3 where libsndfile supports it
 and resamples with ``torchaudio``; files are never modified.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,41 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     """
     sig, info = read_audio(path)
     return resample(sig, info.sample_rate, sample_rate)
+
+
+def _resampling_margin(from_rate: int, to_rate: int) -> tuple[int, int, int]:
+    """``(orig, new, blocks)``: the rates divided by their gcd, and how many blocks of ``orig`` input samples
+    (``new`` output samples) around a segment its resampling needs to equal the whole file's
+    (``torchaudio.functional.resample``'s sinc kernel reaches ``width`` input samples to each side)."""
+    gcd = math.gcd(from_rate, to_rate)
+    orig, new = from_rate // gcd, to_rate // gcd
+    width = math.ceil(6 * orig / (min(orig, new) * 0.99))  # torchaudio's default lowpass width and rolloff
+    return orig, new, width // orig + 2
+
+
+def load_audio_segment(path: str | os.PathLike, start: int, stop: int, sample_rate: int) -> torch.Tensor:
+    """Samples ``[start, stop)`` of :func:`load_audio` ``(path, sample_rate)``, reading only them (and the
+    few around them the resampling filter needs): (stop - start,) float32, equal to slicing the whole file's
+    waveform up to float rounding. ``stop`` must not pass the end of the resampled file."""
+    import soundfile as sf
+
+    info = audio_info(path)
+    if info.sample_rate == sample_rate:
+        data, _ = sf.read(os.fspath(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        return torch.from_numpy(data).mean(dim=1)
+    orig, new, margin = _resampling_margin(info.sample_rate, sample_rate)
+    first_block = max(0, start // new - margin)
+    last_block = -(-stop // new) + margin
+    data, _ = sf.read(
+        os.fspath(path),
+        start=first_block * orig,
+        stop=min(info.num_samples, last_block * orig),
+        dtype="float32",
+        always_2d=True,
+    )
+    sig = resample(torch.from_numpy(data).mean(dim=1), info.sample_rate, sample_rate)
+    offset = first_block * new
+    return sig[start - offset : stop - offset]
 
 
 def write_wav(path: str | os.PathLike, sig: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:

@@ -44,15 +44,20 @@ def test_offline_without_weights_names_the_checkpoint_and_the_ways_out(offline, 
 def test_a_wavlm6_state_dict_file(tmp_path):
     state = tiny_encoder(1).state_dict()
     torch.save(state, tmp_path / "wavlm6.pt")
-    encoder = load_frozen_encoder(tiny_encoder(0), checkpoint=str(tmp_path / "wavlm6.pt"))
+    encoder = tiny_encoder(0)
+    source = load_frozen_encoder(encoder, checkpoint=str(tmp_path / "wavlm6.pt"))
     assert_same_weights(encoder, state)
     assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    assert source == {"checkpoint": str((tmp_path / "wavlm6.pt").resolve())}  # what the run folder records
 
 
 def test_the_cached_download_is_used_without_network(offline, tmp_path):
     state = tiny_encoder(2).state_dict()
     torch.save(state, tmp_path / CACHE_NAME)
-    assert_same_weights(load_frozen_encoder(tiny_encoder(0), cache_folder=str(tmp_path)), state)
+    encoder = tiny_encoder(0)
+    source = load_frozen_encoder(encoder, cache_folder=str(tmp_path))
+    assert_same_weights(encoder, state)
+    assert source == {"hub": "lucadellalib/focalcodec_50hz", "cache_folder": str(tmp_path)}
 
 
 @pytest.mark.parametrize("target", ["folder", "safetensors"])
@@ -61,9 +66,9 @@ def test_an_official_codec_folder_or_weight_file(tmp_path, target):
     folder = FocalCodec(**CONFIG).to_pretrained(tmp_path / "codec")
     source = folder if target == "folder" else folder / "model.safetensors"
     codec = FocalCodec.from_pretrained(folder)
-    assert_same_weights(
-        load_frozen_encoder(tiny_encoder(0), checkpoint=str(source)), codec.encoder.state_dict()
-    )
+    encoder = tiny_encoder(0)
+    load_frozen_encoder(encoder, checkpoint=str(source))
+    assert_same_weights(encoder, codec.encoder.state_dict())
 
 
 def test_a_legacy_codec_checkpoint(tmp_path):
@@ -81,10 +86,8 @@ def test_a_legacy_codec_checkpoint(tmp_path):
     encoder = tiny_encoder(0)
     targets = [f"encoder.{key}" for key in encoder.state_dict()]
     expected = remap_legacy_state_dict({k: v for k, v in legacy.items() if k.startswith("encoder.")}, targets)
-    assert_same_weights(
-        load_frozen_encoder(encoder, checkpoint=str(tmp_path)),
-        {key.removeprefix("encoder."): value for key, value in expected.items()},
-    )
+    load_frozen_encoder(encoder, checkpoint=str(tmp_path))
+    assert_same_weights(encoder, {key.removeprefix("encoder."): value for key, value in expected.items()})
     assert_same_weights(encoder, codec.encoder.state_dict())
 
 
@@ -92,7 +95,7 @@ def test_random_init_is_loud_and_keeps_the_weights(caplog):
     encoder = tiny_encoder(5)
     before = {key: value.clone() for key, value in encoder.state_dict().items()}
     with caplog.at_level(logging.WARNING):
-        load_frozen_encoder(encoder, random_init=True)
+        assert load_frozen_encoder(encoder, random_init=True) == {"random_init": True}
     assert "RANDOMLY INITIALISED" in caplog.text
     assert_same_weights(encoder, before)
 

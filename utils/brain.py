@@ -1,6 +1,7 @@
 """The parts of a ``sb.Brain`` both stages share: frozen-encoder features, validation frequency,
 resynthesized-audio dumps, audio-quality metrics and running means of extra statistics."""
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -14,6 +15,8 @@ from focalcodec.audio import absolute_lengths
 from utils.metrics import QualityMetrics
 
 __all__ = ["CodecBrain", "Features"]
+
+logger = logging.getLogger(__name__)
 
 
 class Features(NamedTuple):
@@ -47,6 +50,31 @@ class CodecBrain(sb.Brain):
         """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume)."""
         self._frozen_to_device()
         super().on_fit_start()
+
+    def _compile(self) -> None:
+        """With ``compile``: ``torch.compile`` every trained module (or ``compile_module_keys``) with the
+        ``compile_backend`` (default inductor). A module that dynamo cannot compile falls back to eager
+        execution with a warning instead of stopping the run (``suppress_errors``)."""
+        if not self.compile:
+            return super()._compile()  # e.g. --jit
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        backend = getattr(self.hparams, "compile_backend", "inductor")
+        options = {"mode": self.compile_mode} if backend == "inductor" else {}
+        for name in self.compile_module_keys or list(self.modules):
+            try:
+                compiled = torch.compile(
+                    self.modules[name],
+                    backend=backend,
+                    dynamic=self.compile_using_dynamic_shape_tracing,
+                    **options,
+                )
+            except Exception as error:  # an unsupported backend or platform: keep the eager module
+                logger.warning(f"Cannot compile {name} ({type(error).__name__}: {error}); running it eagerly")
+                continue
+            self.modules[name] = compiled.to(self.device)
+        return None
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
         """Move the frozen modules along, then load the best checkpoint."""

@@ -1,8 +1,9 @@
-"""Random training crops of encoder features with the waveform samples they stand for."""
+"""Random training crops of encoder features with the waveform samples they stand for, and the decoder
+stage's crop settings (``segment_size_feats`` frames of ``generator_hop_length`` samples)."""
 
 import torch
 
-__all__ = ["min_crop_samples", "random_feature_crop"]
+__all__ = ["cached_crop", "crop_seconds", "min_crop_samples", "random_feature_crop"]
 
 
 def min_crop_samples(num_frames: int, kernel_sizes: list[int], strides: list[int]) -> int:
@@ -54,3 +55,20 @@ def random_feature_crop(
     samples = start[:, None] * hop_length + torch.arange(num_frames * hop_length, device=sig.device)
     sig_crop = sig.gather(1, samples.clamp(max=sig.shape[1] - 1))
     return feats_crop, sig_crop
+
+
+def crop_seconds(hparams: dict) -> float:
+    """Shortest training utterance that holds a whole crop of encoder frames (shorter ones are dropped)."""
+    if hparams["segment_size_feats"] is None:
+        return 0.0
+    samples = min_crop_samples(
+        hparams["segment_size_feats"], hparams["encoder_kernel_sizes"], hparams["encoder_strides"]
+    )
+    return samples / hparams["sample_rate"]
+
+
+def cached_crop(hparams: dict) -> tuple[int, int] | None:
+    """With the feature cache, training crops (frames, hop) read alone unless ``crop_reads`` is off."""
+    if hparams["segment_size_feats"] is None or not hparams["crop_reads"]:
+        return None
+    return hparams["segment_size_feats"], hparams["generator_hop_length"]

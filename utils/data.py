@@ -14,9 +14,9 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-from focalcodec.audio import load_audio
+from focalcodec.audio import load_audio, load_audio_segment
 
-__all__ = ["STAGES", "add_cached_features", "dataio_prepare", "loader_kwargs"]
+__all__ = ["STAGES", "add_cached_crops", "add_cached_features", "dataio_prepare", "loader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,38 @@ def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.T
     dataset.add_dynamic_item(pipeline)
     keys = [key for key in dataset.pipeline.output_mapping if audio or key != "sig"]
     dataset.set_output_keys([*keys, "feats"])
+
+
+def add_cached_crops(
+    dataset: DynamicItemDataset, cache, num_frames: int, hop_length: int, sample_rate: int
+) -> None:
+    """Serve random training crops read alone: ``crop_feats`` (S, D) frames of the feature cache and the
+    ``crop_sig`` (S * hop_length,) samples they stand for, read from the audio file by offset.
+
+    The crop start is uniform over the utterance's valid starts ``0 .. T - S`` (``T`` its cached frame
+    count), drawn anew every time the item is read; frame ``i`` of the crop covers samples
+    ``[i * hop, (i + 1) * hop)`` of the audio crop: the distribution and alignment of
+    :func:`utils.crop.random_feature_crop` on a cached batch, without reading whole utterances.
+
+    Arguments
+    ---------
+    dataset : the training dataset of :func:`dataio_prepare` (utterances shorter than a crop filtered out).
+    cache : a ``FeatureCache`` (``num_frames(uttid)`` and ``frames(uttid, start, count)``).
+    num_frames : crop length ``S`` in frames.
+    hop_length : samples per frame at ``sample_rate``.
+    sample_rate : rate of the audio crop.
+    """
+
+    @takes("id", "wav")
+    @provides("crop_feats", "crop_sig")
+    def pipeline(uttid: str, wav: str):
+        start = int(torch.randint(cache.num_frames(uttid) - num_frames + 1, ()))
+        yield cache.frames(uttid, start, num_frames)
+        first = start * hop_length
+        yield load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate)
+
+    dataset.add_dynamic_item(pipeline)
+    dataset.set_output_keys(["id", "crop_feats", "crop_sig"])
 
 
 def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device: str) -> dict:

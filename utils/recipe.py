@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from utils.data import STAGES, add_cached_features, dataio_prepare, loader_kwargs
+from utils.data import STAGES, add_cached_crops, add_cached_features, dataio_prepare, loader_kwargs
 from utils.encoder import load_frozen_encoder
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.finetune import PretrainedCodec, pretrained_codec
@@ -25,7 +25,7 @@ from utils.run_folder import part_of, write_run_folder
 from utils.run_lock import RunLock, RunLockedError
 from utils.train_logger import plot_training_curves
 
-__all__ = ["Recipe", "read_overrides", "setup_recipe", "train_and_test"]
+__all__ = ["Recipe", "TrainItems", "read_overrides", "setup_recipe", "train_and_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,34 @@ def _load_hparams(hparams_file: str, overrides: dict) -> dict:
             raise
 
 
-def setup_recipe(
-    argv: list[str], train_min_duration: Callable[[dict], float] | None = None, train_audio: bool = True
-) -> Recipe:
+@dataclass(frozen=True)
+class TrainItems:
+    """What a stage's training items hold (each a function of the loaded YAML).
+
+    min_seconds : shorter training utterances are dropped (e.g. shorter than the decoder's crop).
+    audio : with the feature cache, whether the waveform is read too (the decoder stage's target); without
+        it a cached training set reads no audio at all.
+    crop : with the feature cache, ``(frames, hop_length)`` of a crop read alone from the cache and the
+        audio file (:func:`utils.data.add_cached_crops`), or ``None`` for whole utterances.
+    """
+
+    min_seconds: Callable[[dict], float] = lambda hparams: 0.0
+    audio: bool = True
+    crop: Callable[[dict], tuple[int, int] | None] = lambda hparams: None
+
+
+def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: TrainItems) -> None:
+    """Build or open the feature caches (every process: each builds its share of the shards, then all read
+    the complete caches) and serve them: training crops read alone, or whole-utterance features."""
+    crop = train.crop(hparams)
+    for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
+        if stage == "train" and crop is not None:
+            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"])
+        else:
+            add_cached_features(datasets[stage], cache, audio=stage != "train" or train.audio)
+
+
+def setup_recipe(argv: list[str], train: TrainItems = TrainItems()) -> Recipe:
     """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, load the frozen encoder (on every process)
     and, with ``feature_cache``, build or open the feature caches (utils/feature_cache/).
@@ -116,9 +141,7 @@ def setup_recipe(
     Arguments
     ---------
     argv : ``sys.argv[1:]``.
-    train_min_duration : hparams -> seconds; shorter training utterances are dropped (the decoder's crop).
-    train_audio : whether training batches need the waveform when the features are cached (the decoder
-        stage's target); without it a cached training set does not read audio at all.
+    train : what the stage's training items hold (:class:`TrainItems`).
     """
     hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
     overrides = read_overrides(overrides_yaml)
@@ -139,17 +162,14 @@ def setup_recipe(
     # corpus_format libritts (with download), folder or list: see the Data section of the YAML
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
-    min_seconds = train_min_duration(hparams) if train_min_duration is not None else 0.0
-    datasets = dataio_prepare(hparams, train_min_duration=min_seconds)
+    datasets = dataio_prepare(hparams, train_min_duration=train.min_seconds(hparams))
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
 
     pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None  # fine-tuning
     encoder_weights = _load_encoder(hparams, pretrained)  # before the feature cache, which hashes it
     if hparams.get("feature_cache", False):
-        # Every process: each builds its share of the shards, then all read the complete caches
-        for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
-            add_cached_features(datasets[stage], cache, audio=stage != "train" or train_audio)
+        _add_feature_caches(hparams, datasets, device, train)
     return Recipe(hparams, run_opts, datasets, loaders, lock, encoder_weights, pretrained)
 
 
