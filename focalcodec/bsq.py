@@ -7,6 +7,8 @@ the module has no parameters and no persistent buffers (its state_dict is empty)
 
 Training uses SpeechBrain's ``speechbrain.lobes.models.bsq.BinarySphericalQuantizer`` instead, which adds
 the straight-through estimator and the entropy loss; both map the same input to the same tokens and codes.
+
+The module scripts with ``torch.jit.script``, its conversion methods included (they are exported).
 """
 
 import math
@@ -73,6 +75,7 @@ class BinarySphericalQuantizer(nn.Module):
         codes = self.lats_to_codes(lats)
         return QuantizerOutput(self.codes_to_toks(codes), codes)
 
+    @torch.jit.export
     def lats_to_codes(self, lats: torch.Tensor) -> torch.Tensor:
         """(..., dim) latents -> (..., dim) codes: ``+1/sqrt(dim)`` where ``lats > 0``, else ``-1/sqrt(dim)``.
 
@@ -80,14 +83,17 @@ class BinarySphericalQuantizer(nn.Module):
         """
         return torch.where(lats > 0, self.codebook_value, -self.codebook_value)
 
+    @torch.jit.export
     def lats_to_toks(self, lats: torch.Tensor) -> torch.Tensor:
         """(..., dim) latents -> (...) int64 tokens ``sum_j [lats_j > 0] * 2^(dim-1-j)``."""
         return ((lats > 0).long() * self.mask).sum(dim=-1)
 
+    @torch.jit.export
     def codes_to_toks(self, codes: torch.Tensor) -> torch.Tensor:
         """(..., dim) codes -> (...) int64 tokens (same rule as :meth:`lats_to_toks`)."""
         return self.lats_to_toks(codes)
 
+    @torch.jit.export
     def toks_to_codes(self, toks: torch.Tensor) -> torch.Tensor:
         """(...) integer tokens -> (..., dim) codes: bit ``j`` (MSB first) set gives ``+1/sqrt(dim)``."""
         bits = torch.div(toks[..., None], self.mask, rounding_mode="floor") % 2

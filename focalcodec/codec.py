@@ -1,27 +1,25 @@
-"""FocalCodec: the complete codec, waveform -> tokens -> waveform, and its released checkpoint format.
+"""FocalCodec: the complete codec, waveform -> tokens -> waveform, offline or chunk by chunk.
 
-Data flow for ``sig (B, N)`` at 16 kHz (shapes for the released models)::
+Data flow for ``sig (B, N)`` at 16 kHz (shapes for the released 50 Hz models)::
 
     encoder       WavLM          sig    -> feats  (B, T, 1024)    50 Hz
-    compressor    FocalEncoder   feats  -> lats   (B, T', 13)     unit L2 norm
-    quantizer     BSQ            lats   -> toks   (B, T') int64, codes (B, T', 13) = ±1/sqrt(13)
+    compressor    FocalEncoder   feats  -> lats   (B, T', bits)   unit L2 norm
+    quantizer     BSQ            lats   -> toks   (B, T') int64, codes (B, T', bits) = ±1/sqrt(bits)
     decompressor  FocalDecoder   codes  -> qfeats (B, T'', 1024)  50 Hz again
-    decoder       Vocos          qfeats -> sig    (B, T'' * 320)
+    decoder       Vocos/WaveNeXt qfeats -> sig    (B, T'' * hop)  16 kHz (Vocos) or 24 kHz (WaveNeXt)
 
 Every ``a_to_b`` method runs one stage or a composition of stages, checks its input and leaves the train/eval
-mode and autograd alone (use ``model.eval()`` and ``torch.no_grad()`` for inference). Streaming (chunk by
-chunk with carried state) is not exposed here; the causal sub-modules support it on their own.
+mode and autograd alone (use ``model.eval()`` and ``torch.no_grad()`` for inference).
 
-A checkpoint is a folder (or a Hugging Face Hub repository) holding ``config.json``, the ten constructor
-arguments, and ``model.safetensors`` (or ``model.pt``), a flat float32 state_dict. Checkpoints of the
-Feb 2025 code (separate q/k/v projections) are remapped on load (see ``focalcodec.checkpoint``).
+Causal models (``focalcodec_50hz_*_causal``) also code chunk by chunk: every transform takes one state per
+stateful module after its main input, and returns the new states with ``return_state=True`` (upstream's
+calling convention, see ``focalcodec.streaming``, whose ``CodecStream`` hides the states).
+
+Checkpoints (``from_pretrained``, ``to_pretrained``, configs): see ``focalcodec.pretrained``.
 """
 
 import copy
-import json
-import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -30,8 +28,8 @@ from torch import nn
 
 from focalcodec.audio import fit_length
 from focalcodec.bsq import BinarySphericalQuantizer
-from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
 from focalcodec.checks import (
+    check_float,
     check_frames,
     check_length,
     check_matching_set,
@@ -40,31 +38,27 @@ from focalcodec.checks import (
     check_toks,
 )
 from focalcodec.focalnet import FocalDecoder, FocalEncoder
-from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES, locate
+from focalcodec.knn import knn
+from focalcodec.pretrained import PARTS, PretrainedMixin
+from focalcodec.scripting import scripted_copy
+from focalcodec.streaming import State, chunk_frames, returned, run_module
 from focalcodec.vocos import Vocos
+from focalcodec.wavenext import WaveNeXt
 from focalcodec.wavlm import WavLM
 
 __all__ = ["REGISTRY", "FocalCodec"]
 
 REGISTRY: dict[str, type[nn.Module]] = {
-    cls.__name__: cls for cls in (BinarySphericalQuantizer, FocalDecoder, FocalEncoder, Vocos, WavLM)
+    cls.__name__: cls
+    for cls in (BinarySphericalQuantizer, FocalDecoder, FocalEncoder, Vocos, WaveNeXt, WavLM)
 }
 """The classes a ``*_name`` constructor argument can pick."""
-
-_PARTS = ("encoder", "compressor", "quantizer", "decompressor", "decoder")
-_ARGUMENTS = tuple(f"{part}_{kind}" for part in _PARTS for kind in ("name", "config"))
 
 
 def _check_registered(part: str, name: str) -> None:
     """``name`` is a key of :data:`REGISTRY` (``part`` names the constructor argument in the error)."""
     if name not in REGISTRY:
-        hint = (
-            " (WaveNeXt, upstream's default decoder, is not part of this re-implementation; the released "
-            "50/25/12.5 Hz models use decoder_name='Vocos')"
-            if name == "WaveNeXt"
-            else ""
-        )
-        raise ValueError(f"{part}_name={name!r} is not supported{hint}. Supported: {', '.join(REGISTRY)}")
+        raise ValueError(f"{part}_name={name!r} is not supported. Supported: {', '.join(REGISTRY)}")
 
 
 def _input_dim(module: nn.Module) -> int:
@@ -73,23 +67,7 @@ def _input_dim(module: nn.Module) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
 
 
-def _apply_overrides(config: dict[str, Any], overrides: Mapping[str, Any]) -> None:
-    """Set ``config[a][b]... = value`` in place for every dotted path ``"a.b..."`` of ``overrides``."""
-    for path, value in overrides.items():
-        keys = path.split(".")
-        if keys[0] not in _ARGUMENTS:
-            raise ValueError(f"override {path!r}: {keys[0]!r} is not one of {', '.join(_ARGUMENTS)}")
-        node = config
-        for key in keys[:-1]:
-            if node.get(key) is None:
-                node[key] = {}
-            node = node[key]
-            if not isinstance(node, dict):
-                raise ValueError(f"override {path!r}: {key!r} is not a dict")
-        node[keys[-1]] = value
-
-
-class FocalCodec(nn.Module):
+class FocalCodec(PretrainedMixin, nn.Module):
     """Low-bitrate speech codec: WavLM features, a focal-modulation compressor, a binary spherical
     quantizer (one token of ``log2(codebook_size)`` bits per frame), a decompressor and a vocoder.
 
@@ -103,14 +81,17 @@ class FocalCodec(nn.Module):
     compressor_name, compressor_config : features -> latents (``FocalEncoder``).
     quantizer_name, quantizer_config : latents -> tokens and codes (``BinarySphericalQuantizer``).
     decompressor_name, decompressor_config : codes -> features (``FocalDecoder``).
-    decoder_name, decoder_config : features -> waveform (``Vocos``). The upstream default, ``WaveNeXt``,
-        is not implemented: pass ``decoder_name="Vocos"``.
+    decoder_name, decoder_config : features -> waveform (``WaveNeXt``, upstream's default and the causal
+        models' decoder, or ``Vocos``, the released 50/25/12.5 Hz models' decoder).
 
     Example
     -------
     >>> model = FocalCodec.from_pretrained("lucadellalib/focalcodec_50hz").eval()  # doctest: +SKIP
     >>> with torch.no_grad():  # doctest: +SKIP
     ...     toks, codes, rec_sig = model(sig)  # sig: (B, N) at 16 kHz
+    ...     state = []  # a causal model, chunk by chunk (see focalcodec.streaming)
+    ...     for chunk in sig.split(model.chunk_size, dim=-1):
+    ...         toks_i, codes_i, rec_i, *state = model(chunk, *state, return_state=True)
     """
 
     def __init__(
@@ -139,13 +120,16 @@ class FocalCodec(nn.Module):
             "decoder_name": decoder_name,
             "decoder_config": copy.deepcopy(dict(decoder_config or {})),
         }
-        for part in _PARTS:  # before building anything large
+        for part in PARTS:  # before building anything large
             _check_registered(part, self._config[f"{part}_name"])
         self.encoder = REGISTRY[encoder_name](**(encoder_config or {}))
         self.compressor = REGISTRY[compressor_name](**(compressor_config or {}))
         self.quantizer = REGISTRY[quantizer_name](**(quantizer_config or {}))
         self.decompressor = REGISTRY[decompressor_name](**(decompressor_config or {}))
         self.decoder = REGISTRY[decoder_name](**(decoder_config or {}))
+        # input sizes, read once from the eager modules (``jit`` may replace them by ScriptModules)
+        self._feats_dim = _input_dim(self.compressor)
+        self._qfeats_dim = _input_dim(self.decoder)
 
     # ----------------------------------------------------------------------------------------------
     # Properties
@@ -190,13 +174,14 @@ class FocalCodec(nn.Module):
 
     @property
     def chunk_size(self) -> int:
-        """Input samples per streaming chunk of the encoder."""
+        """Input samples per streaming chunk (1280 for the released causal models)."""
         return self.encoder.chunk_size
 
     @property
-    def latency(self) -> float:
-        """Algorithmic latency in milliseconds (one chunk) if causal, ``inf`` otherwise."""
-        return 1000 * self.chunk_size / self.sample_rate_input if self.causal else float("inf")
+    def latency(self) -> float | None:
+        """Algorithmic latency in milliseconds (one chunk: 80.0 for the released causal models), ``None``
+        for a non-causal model."""
+        return 1000 * self.chunk_size / self.sample_rate_input if self.causal else None
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -204,59 +189,105 @@ class FocalCodec(nn.Module):
         return self.quantizer.codebook
 
     # ----------------------------------------------------------------------------------------------
-    # Encoding
+    # Encoding. States: see the module docstring of ``focalcodec.streaming``; empty = a new stream.
 
-    def sig_to_feats(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+    def sig_to_feats(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """Encoder features.
 
         Arguments
         ---------
         sig : (B, N) float waveforms at ``sample_rate_input``.
-        length : (B,) relative lengths in (0, 1] of padded signals (frames past them are masked).
+        encoder_state : streaming state of the encoder (causal models; empty: a new stream).
+        length : (B,) relative lengths in (0, 1] of padded signals (frames past them are masked; non-causal).
+        return_state : also return the new encoder state.
 
         Returns
         -------
-        (B, T, D) features, ``T = floor((N - 400) / 320) + 1`` for the released (non-causal) models.
+        (B, T, D) features, ``T = floor((N - 400) / 320) + 1`` for the non-causal models and ``ceil(N / 320)``
+        for the causal ones; then the encoder state if ``return_state``.
         """
         check_signal(sig)
         if length is not None:
             check_length(length, sig.shape[0])
-        return self.encoder(sig, length=length)[0]
+        chunk = chunk_frames(self.encoder, "encoder")
+        feats, state = run_module(self.encoder, sig, encoder_state, "encoder_state", chunk, length=length)
+        return returned([feats], [state], return_state)
 
-    def feats_to_lats(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) features -> (B, T', code_dim) compressor latents with unit L2 norm."""
-        check_frames(feats, "feats", _input_dim(self.compressor))
-        return F.normalize(self.compressor(feats)[0], dim=-1)
+    def feats_to_lats(
+        self, feats: torch.Tensor, compressor_state: State = (), return_state: bool = False
+    ) -> Any:
+        """(B, T, D) features -> (B, T', code_dim) compressor latents with unit L2 norm (and the state)."""
+        check_frames(feats, "feats", self._feats_dim)
+        chunk = chunk_frames(self.compressor, "compressor")
+        lats, state = run_module(self.compressor, feats, compressor_state, "compressor_state", chunk)
+        return returned([F.normalize(lats, dim=-1)], [state], return_state)
 
-    def sig_to_lats(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+    def sig_to_lats(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """(B, N) waveforms (and (B,) relative lengths) -> (B, T', code_dim) unit-norm latents."""
-        return self.feats_to_lats(self.sig_to_feats(sig, length))
+        feats, encoder_state = self.sig_to_feats(sig, encoder_state, length, return_state=True)
+        lats, compressor_state = self.feats_to_lats(feats, compressor_state, return_state=True)
+        return returned([lats], [encoder_state, compressor_state], return_state)
 
     def lats_to_toks(self, lats: torch.Tensor) -> torch.Tensor:
         """(B, T', code_dim) latents -> (B, T') int64 tokens (the sign pattern, MSB first)."""
         check_frames(lats, "lats", self.quantizer.dim)
         return self.quantizer.lats_to_toks(lats)
 
-    def feats_to_toks(self, feats: torch.Tensor) -> torch.Tensor:
+    def feats_to_toks(
+        self, feats: torch.Tensor, compressor_state: State = (), return_state: bool = False
+    ) -> Any:
         """(B, T, D) features -> (B, T') int64 tokens."""
-        return self.lats_to_toks(self.feats_to_lats(feats))
+        lats, compressor_state = self.feats_to_lats(feats, compressor_state, return_state=True)
+        return returned([self.lats_to_toks(lats)], [compressor_state], return_state)
 
-    def sig_to_toks(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+    def sig_to_toks(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """(B, N) waveforms (and (B,) relative lengths) -> (B, T') int64 tokens."""
-        return self.lats_to_toks(self.sig_to_lats(sig, length))
+        lats, *states = self.sig_to_lats(sig, encoder_state, compressor_state, length, return_state=True)
+        return returned([self.lats_to_toks(lats)], states, return_state)
 
     def lats_to_codes(self, lats: torch.Tensor) -> torch.Tensor:
         """(B, T', code_dim) latents -> (B, T', code_dim) codes ``±1/sqrt(code_dim)``."""
         check_frames(lats, "lats", self.quantizer.dim)
         return self.quantizer.lats_to_codes(lats)
 
-    def feats_to_codes(self, feats: torch.Tensor) -> torch.Tensor:
+    def feats_to_codes(
+        self, feats: torch.Tensor, compressor_state: State = (), return_state: bool = False
+    ) -> Any:
         """(B, T, D) features -> (B, T', code_dim) codes."""
-        return self.lats_to_codes(self.feats_to_lats(feats))
+        lats, compressor_state = self.feats_to_lats(feats, compressor_state, return_state=True)
+        return returned([self.lats_to_codes(lats)], [compressor_state], return_state)
 
-    def sig_to_codes(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+    def sig_to_codes(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """(B, N) waveforms (and (B,) relative lengths) -> (B, T', code_dim) codes."""
-        return self.lats_to_codes(self.sig_to_lats(sig, length))
+        lats, *states = self.sig_to_lats(sig, encoder_state, compressor_state, length, return_state=True)
+        return returned([self.lats_to_codes(lats)], states, return_state)
 
     def toks_to_codes(self, toks: torch.Tensor) -> torch.Tensor:
         """(B, T') integer tokens in ``[0, codebook_size)`` -> (B, T', code_dim) codes."""
@@ -271,242 +302,227 @@ class FocalCodec(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # Decoding
 
-    def codes_to_qfeats(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, T', code_dim) codes -> (B, T' * upsample_factor, D) decompressed features.
+    def codes_to_qfeats(
+        self, codes: torch.Tensor, decompressor_state: State = (), return_state: bool = False
+    ) -> Any:
+        """(B, T', code_dim) codes -> (B, T' * upsample_factor, D) decompressed features (and the state).
 
         For the 12.5 and 25 Hz models this can be a few frames more than the encoder produced.
         """
         check_frames(codes, "codes", self.quantizer.dim)
-        return self.decompressor(codes)[0]
+        chunk = chunk_frames(self.decompressor, "decompressor")
+        qfeats, state = run_module(self.decompressor, codes, decompressor_state, "decompressor_state", chunk)
+        return returned([qfeats], [state], return_state)
 
-    def toks_to_qfeats(self, toks: torch.Tensor) -> torch.Tensor:
+    def toks_to_qfeats(
+        self, toks: torch.Tensor, decompressor_state: State = (), return_state: bool = False
+    ) -> Any:
         """(B, T') integer tokens -> (B, T'', D) decompressed features."""
-        return self.codes_to_qfeats(self.toks_to_codes(toks))
+        return self.codes_to_qfeats(self.toks_to_codes(toks), decompressor_state, return_state)
 
-    def lats_to_qfeats(self, lats: torch.Tensor) -> torch.Tensor:
+    def lats_to_qfeats(
+        self, lats: torch.Tensor, decompressor_state: State = (), return_state: bool = False
+    ) -> Any:
         """(B, T', code_dim) latents -> (B, T'', D) decompressed features of their codes."""
-        return self.codes_to_qfeats(self.lats_to_codes(lats))
+        return self.codes_to_qfeats(self.lats_to_codes(lats), decompressor_state, return_state)
 
-    def feats_to_qfeats(self, feats: torch.Tensor) -> torch.Tensor:
+    def feats_to_qfeats(
+        self,
+        feats: torch.Tensor,
+        compressor_state: State = (),
+        decompressor_state: State = (),
+        return_state: bool = False,
+    ) -> Any:
         """(B, T, D) features -> (B, T'', D) features after compression, quantization and decompression."""
-        return self.codes_to_qfeats(self.feats_to_codes(feats))
+        codes, compressor_state = self.feats_to_codes(feats, compressor_state, return_state=True)
+        qfeats, decompressor_state = self.codes_to_qfeats(codes, decompressor_state, return_state=True)
+        return returned([qfeats], [compressor_state, decompressor_state], return_state)
 
-    def sig_to_qfeats(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
+    def sig_to_qfeats(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        decompressor_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """(B, N) waveforms (and (B,) relative lengths) -> (B, T'', D) decompressed features."""
-        return self.codes_to_qfeats(self.sig_to_codes(sig, length))
+        codes, *states = self.sig_to_codes(sig, encoder_state, compressor_state, length, return_state=True)
+        qfeats, decompressor_state = self.codes_to_qfeats(codes, decompressor_state, return_state=True)
+        return returned([qfeats], [*states, decompressor_state], return_state)
 
     def knn(
-        self, feats: torch.Tensor, matching_set: torch.Tensor, topk: int = 4, num_splits: int = 1
+        self, input: torch.Tensor, matching_set: torch.Tensor, topk: int = 4, num_splits: int = 1
     ) -> torch.Tensor:
-        """kNN regression (kNN-VC): replace every frame by the mean of its ``topk`` nearest rows of a set.
-
-        Nearness is cosine similarity. The set is searched in ``num_splits`` pieces to bound memory.
+        """The ``k = min(topk, M)`` nearest rows (cosine distance) of ``matching_set`` to each input vector.
 
         Arguments
         ---------
-        feats : (B, T, D) features (e.g. of the source speaker).
-        matching_set : (M, D) features to draw from (e.g. of the target speaker), shared by the batch.
-        topk : neighbours averaged per frame (at most M are used).
-        num_splits : pieces the similarity matrix is computed in, at most M.
+        input : (..., D) vectors, e.g. (B, T, D) source-speaker features.
+        matching_set : (M, D) vectors to choose from (e.g. ``sig_to_qfeats`` of the target speaker).
+        topk : neighbours per vector.
+        num_splits : consecutive pieces the set is searched in (memory), at most M.
 
         Returns
         -------
-        (B, T, D) matched features.
+        (..., k, D) neighbours, nearest first (see ``focalcodec.knn``).
         """
-        dim = _input_dim(self.decoder)
-        check_frames(feats, "feats", dim)
-        check_matching_set(matching_set, dim, num_splits)
+        check_float(input, "input")
+        check_matching_set(matching_set, input.shape[-1], num_splits)
         check_positive_int(topk, "topk")
-
-        queries = F.normalize(feats, dim=-1)
-        similarities, indices, offset = [], [], 0
-        for subset in matching_set.tensor_split(num_splits):
-            nearest = (queries @ F.normalize(subset, dim=-1).T).topk(min(topk, subset.shape[0]), dim=-1)
-            similarities.append(nearest.values)
-            indices.append(nearest.indices + offset)
-            offset += subset.shape[0]
-        best = torch.cat(similarities, dim=-1).topk(min(topk, matching_set.shape[0]), dim=-1).indices
-        return matching_set[torch.cat(indices, dim=-1).gather(-1, best)].mean(dim=-2)
+        return knn(input, matching_set, topk, num_splits)
 
     def feats_to_sig(
         self,
         feats: torch.Tensor,
+        decoder_state: State = (),
         matching_set: torch.Tensor | None = None,
         topk: int = 4,
         num_splits: int = 1,
         output_length: int | None = None,
-    ) -> torch.Tensor:
+        return_state: bool = False,
+    ) -> Any:
         """Synthesise waveforms from features, optionally after kNN matching (voice conversion).
 
         Arguments
         ---------
         feats : (B, T, D) features.
-        matching_set : (M, D) features; if given, frames are first replaced by :meth:`knn`.
+        decoder_state : streaming state of the decoder (causal models; empty: a new stream).
+        matching_set : (M, D) features; if given, every frame is first replaced by the mean of its ``topk``
+            nearest rows (:meth:`knn`).
         topk, num_splits : see :meth:`knn`.
         output_length : cut the output to this many samples, or extend it by repeating the last sample.
+        return_state : also return the new decoder state.
 
         Returns
         -------
-        (B, output_length or T * upsample_factor) waveforms at ``sample_rate_output``.
+        (B, output_length or T * upsample_factor) waveforms at ``sample_rate_output``, then the state.
         """
         if output_length is not None:
             check_positive_int(output_length, "output_length")
-        if matching_set is None:
-            check_frames(feats, "feats", _input_dim(self.decoder))
-        else:
-            feats = self.knn(feats, matching_set, topk, num_splits)
-        sig = self.decoder(feats)[0]
-        return sig if output_length is None else fit_length(sig, output_length)
+        check_frames(feats, "feats", self._qfeats_dim)
+        if matching_set is not None:
+            check_matching_set(matching_set, self._qfeats_dim, num_splits)
+            feats = self.knn(feats, matching_set, topk, num_splits).mean(dim=-2)
+        chunk = chunk_frames(self.decoder, "decoder")
+        sig, state = run_module(self.decoder, feats, decoder_state, "decoder_state", chunk)
+        return returned(
+            [sig if output_length is None else fit_length(sig, output_length)], [state], return_state
+        )
 
     def codes_to_sig(
         self,
         codes: torch.Tensor,
+        decompressor_state: State = (),
+        decoder_state: State = (),
         matching_set: torch.Tensor | None = None,
         topk: int = 4,
         num_splits: int = 1,
         output_length: int | None = None,
-    ) -> torch.Tensor:
+        return_state: bool = False,
+    ) -> Any:
         """(B, T', code_dim) codes -> (B, output_length or T'' * upsample_factor) waveforms.
 
         See :meth:`feats_to_sig` for the other arguments.
         """
-        return self.feats_to_sig(self.codes_to_qfeats(codes), matching_set, topk, num_splits, output_length)
+        qfeats, decompressor_state = self.codes_to_qfeats(codes, decompressor_state, return_state=True)
+        sig, decoder_state = self.feats_to_sig(
+            qfeats, decoder_state, matching_set, topk, num_splits, output_length, return_state=True
+        )
+        return returned([sig], [decompressor_state, decoder_state], return_state)
 
     def toks_to_sig(
         self,
         toks: torch.Tensor,
+        decompressor_state: State = (),
+        decoder_state: State = (),
         matching_set: torch.Tensor | None = None,
         topk: int = 4,
         num_splits: int = 1,
         output_length: int | None = None,
-    ) -> torch.Tensor:
+        return_state: bool = False,
+    ) -> Any:
         """(B, T') integer tokens -> (B, output_length or T'' * upsample_factor) waveforms.
 
-        Without ``output_length`` one second of 50 Hz tokens (49 frames) gives 15680 samples, not 16000.
+        Without ``output_length`` one second of 50 Hz tokens (49 frames) gives 15680 samples with Vocos.
         See :meth:`feats_to_sig` for the other arguments.
         """
-        return self.codes_to_sig(self.toks_to_codes(toks), matching_set, topk, num_splits, output_length)
+        codes = self.toks_to_codes(toks)
+        return self.codes_to_sig(
+            codes,
+            decompressor_state,
+            decoder_state,
+            matching_set,
+            topk,
+            num_splits,
+            output_length,
+            return_state,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Round trip
 
     def forward(
-        self, sig: torch.Tensor, length: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        decompressor_state: State = (),
+        decoder_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
         """Encode and decode.
 
         Arguments
         ---------
         sig : (B, N) float waveforms at ``sample_rate_input``.
-        length : (B,) relative lengths in (0, 1].
+        encoder_state, compressor_state, decompressor_state, decoder_state : streaming states (causal
+            models; empty: a new stream).
+        length : (B,) relative lengths in (0, 1] (non-causal models).
+        return_state : also return the four new states.
 
         Returns
         -------
         toks : (B, T') int64 tokens.
         codes : (B, T', code_dim) codes.
-        rec_sig : (B, N * sample_rate_output / sample_rate_input) reconstruction, i.e. N samples at 16 kHz.
+        rec_sig : (B, int(N * sample_rate_output / sample_rate_input)) reconstruction (1920 samples for a
+            1280-sample chunk of a released causal model), then the four states if ``return_state``.
         """
-        codes = self.sig_to_codes(sig, length)
+        codes, *states = self.sig_to_codes(sig, encoder_state, compressor_state, length, return_state=True)
         output_length = int(sig.shape[-1] * self.sample_rate_output / self.sample_rate_input)
-        return self.codes_to_toks(codes), codes, self.codes_to_sig(codes, output_length=output_length)
+        rec_sig, *decoder_states = self.codes_to_sig(
+            codes, decompressor_state, decoder_state, output_length=output_length, return_state=True
+        )
+        return returned([self.codes_to_toks(codes), codes, rec_sig], [*states, *decoder_states], return_state)
 
-    def sig_to_sig(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, N) waveforms -> their (B, N') reconstruction, as :meth:`forward`."""
-        return self(sig, length)[2]
+    def sig_to_sig(
+        self,
+        sig: torch.Tensor,
+        encoder_state: State = (),
+        compressor_state: State = (),
+        decompressor_state: State = (),
+        decoder_state: State = (),
+        length: torch.Tensor | None = None,
+        return_state: bool = False,
+    ) -> Any:
+        """(B, N) waveforms -> their (B, N') reconstruction, as :meth:`forward` (and the four states)."""
+        states = (encoder_state, compressor_state, decompressor_state, decoder_state)
+        _, _, rec_sig, *states = self(sig, *states, length=length, return_state=True)
+        return returned([rec_sig], states, return_state)
 
-    # ----------------------------------------------------------------------------------------------
-    # Configs and checkpoints
-
-    def to_config(self) -> dict[str, Any]:
-        """The ten constructor arguments as a JSON-serialisable dict (``FocalCodec(**config)`` rebuilds)."""
-        return json.loads(json.dumps(self._config))
-
-    @classmethod
-    def from_config(
-        cls,
-        config: str | os.PathLike | Mapping[str, Any],
-        pretrained: bool = False,
-        overrides: Mapping[str, Any] | None = None,
-        **hf_kwargs,
-    ) -> "FocalCodec":
-        """Build a codec from a config, optionally loading the weights stored next to it.
-
-        Arguments
-        ---------
-        config : a dict of constructor arguments, or where a checkpoint lives:
-            * a local folder holding ``config.json`` (and ``model.safetensors`` or ``model.pt``);
-            * a local ``*.json`` config file (weights in the same folder);
-            * a local path stem ``dir/name`` for ``dir/name.json`` + ``dir/name.safetensors`` (upstream's
-              local convention: ``FocalCodec.from_pretrained("my_codec/model")``);
-            * a Hugging Face Hub repo id such as ``"lucadellalib/focalcodec_50hz"``, or
-              ``"<repo>/<file>.json"`` (weights from the same repo).
-        pretrained : also load the weights (strictly, remapping the legacy layout if needed).
-        overrides : dotted paths to new values, e.g. ``{"encoder_config.max_cached_steps": 0}``.
-        **hf_kwargs : passed to ``huggingface_hub.hf_hub_download`` (``revision``, ``cache_dir``, ...).
-
-        Returns
-        -------
-        The codec, in training mode like any new module (call ``.eval()`` for inference).
-        """
-        if isinstance(config, Mapping):
-            if pretrained:
-                raise ValueError("pretrained=True needs a checkpoint location (folder, .json file or Hub id)")
-            arguments = copy.deepcopy(dict(config))
-        else:
-            location = locate(config)
-            config_file = location.fetch([location.config_file], **hf_kwargs)
-            arguments = json.loads(config_file.read_text())
-            if not isinstance(arguments, dict):
-                raise ValueError(f"{config_file} must hold a JSON object of FocalCodec arguments")
-        unknown = sorted(set(arguments) - set(_ARGUMENTS))
-        if unknown:
-            raise ValueError(
-                f"unknown FocalCodec arguments {unknown}; expected some of {', '.join(_ARGUMENTS)}"
-            )
-        _apply_overrides(arguments, overrides or {})
-        model = cls(**arguments)
-        if pretrained:
-            model.load_weights(location.fetch(location.weight_files, **hf_kwargs))
-        return model
-
-    @classmethod
-    def from_pretrained(
-        cls, config: str | os.PathLike, overrides: Mapping[str, Any] | None = None, **hf_kwargs
-    ) -> "FocalCodec":
-        """A pretrained codec from a local folder, local ``*.json`` or Hub repo (see :meth:`from_config`)."""
-        return cls.from_config(config, pretrained=True, overrides=overrides, **hf_kwargs)
-
-    def load_weights(self, path: str | os.PathLike) -> None:
-        """Load a ``*.safetensors`` or ``torch.save``d state_dict (current or legacy layout), strictly."""
-        state = load_state_dict_file(path)
-        self.load_state_dict(remap_legacy_state_dict(state, self.state_dict().keys()))
-
-    def to_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Save in the released format: ``config.json`` and ``model.safetensors`` (flat float32 keys), plus
-        ``model.json``, the same config under the name upstream's local loader reads.
-
-        The folder can be pushed to a model hub as is, and loads with ``from_pretrained(folder)`` here and
-        ``FocalCodec.from_pretrained("<folder>/model")`` in the upstream ``focalcodec`` package (a local
-        path is a stem there: ``<stem>.json`` + ``<stem>.safetensors``).
+    def jit(self, classes: Sequence[type[nn.Module]] | None = None) -> "FocalCodec":
+        """A copy whose modules run as TorchScript (this codec is untouched).
 
         Arguments
         ---------
-        folder : created if needed.
+        classes : script every submodule of these classes; by default the five parts (``encoder``,
+            ``compressor``, ``quantizer``, ``decompressor``, ``decoder``). A module that does not script
+            stays eager, with a warning. The codec's own methods stay Python.
 
         Returns
         -------
-        The folder.
+        The new codec: same outputs, offline and streaming.
         """
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = json.dumps(self.to_config(), indent=2) + "\n"
-        for name in (CONFIG_FILE, UPSTREAM_CONFIG_FILE):
-            (folder / name).write_text(config)
-        state = {
-            key: value.detach().to(device="cpu", dtype=torch.float32).contiguous()
-            for key, value in self.state_dict().items()
-        }
-        save_file(state, folder / WEIGHT_FILES[0], metadata={"format": "pt"})
-        return folder
+        return scripted_copy(self, PARTS, classes)

@@ -6,8 +6,10 @@ WavLM features to latents (optionally downsampling time), the decoder maps codes
 
 Causal mode (FocalCodec-Stream) swaps LayerNorm for DynamicTanh, the global context for a long
 depthwise convolution, and 'same' padding for replicate left padding. Its streaming state
-(``left_contexts``) is, per layer, the list of the last ``k - 1`` input frames of every depthwise
-convolution; non-causal layers have state ``None``.
+(``left_contexts``) is, per layer, a list of channels-first tensors: the last ``k - 1`` input frames of
+every depthwise convolution (``(B, C, k - 1)``), after (encoder) or before (decoder) the context of the
+layer's down/upscale convolution, ``(B, C_in, factor - 1)``, or its last input frame as a placeholder for
+factor 1 (so every entry is a tensor, as upstream). Non-causal layers have state ``None``.
 """
 
 import math
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalcodec.config import remembers_config
-from focalcodec.layers import DynamicTanh, Snake1d, pad_causal, pad_same
+from focalcodec.layers import DynamicTanh, Snake1d, pad_same, prepend_context
 
 __all__ = [
     "ChunkFeedForward",
@@ -115,14 +117,6 @@ class FocalModulation(nn.Module):
         self.norm = _norm(dim, causal, tanhscale_init) if use_post_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
-    def _pad(self, x: torch.Tensor, kernel_size: int, left_context: torch.Tensor | None) -> torch.Tensor:
-        """(B, C, T) -> (B, C, T + k - 1): 'same' zeros, replicate left padding, or the cached left frames."""
-        if not self.causal:
-            return pad_same(x, kernel_size)
-        if left_context is None:
-            return pad_causal(x, kernel_size - 1)
-        return torch.cat([left_context, x], dim=-1)
-
     def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
         """(B, T, C) -> (B, T, C), plus the new left context (one ``(B, C, k - 1)`` tensor per level).
 
@@ -130,20 +124,23 @@ class FocalModulation(nn.Module):
         """
         if left_context is not None and not self.causal:
             raise ValueError("left_context is only supported in causal mode")
+        if left_context is not None and len(left_context) != len(self.layers):
+            raise ValueError("left_context must hold one tensor per focal level")
         z = self.in_proj(x)
         query = z[..., : self.dim]
         context = z[..., self.dim : 2 * self.dim].transpose(1, 2)
         gates = z[..., 2 * self.dim :].transpose(1, 2)
 
-        contexts = left_context if left_context is not None else [None] * len(self.layers)
-        new_contexts = []
-        context_all = 0.0
-        for level, (layer, kernel_size, cached) in enumerate(
-            zip(self.layers, self.kernel_sizes, contexts, strict=True)
-        ):
-            padded = self._pad(context, kernel_size, cached)
+        new_contexts: list[torch.Tensor] = []
+        context_all = torch.zeros_like(context)
+        for level, layer in enumerate(self.layers):
+            kernel_size = self.kernel_sizes[level]
             if self.causal:
+                cached: torch.Tensor | None = None if left_context is None else left_context[level]
+                padded = prepend_context(context, cached, kernel_size - 1)
                 new_contexts.append(padded[..., padded.shape[-1] - (kernel_size - 1) :])
+            else:
+                padded = pad_same(context, kernel_size)
             context = layer(padded)
             context_all = context_all + context * gates[:, level : level + 1]
         if not self.causal:
@@ -154,7 +151,9 @@ class FocalModulation(nn.Module):
 
         modulator = self.context_proj(context_all).transpose(1, 2)
         output = self.dropout(self.out_proj(self.norm(query * modulator)))
-        return output, (new_contexts if self.causal else None)
+        if not self.causal:
+            return output, None
+        return output, new_contexts
 
 
 class FocalBlock(nn.Module):
@@ -221,55 +220,84 @@ class FocalBlock(nn.Module):
         return x + self.feed_forward_gamma * self.feed_forward(self.feed_forward_norm(x)), left_context
 
 
+def _last_frames(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """The streaming context of a kernel = stride = ``factor`` convolution's input (B, C, T'): its last
+    ``factor - 1`` frames, or its last frame as a placeholder for factor 1."""
+    return x[..., x.shape[-1] - max(factor - 1, 1) :]
+
+
 class DownScale(nn.Module):
     """Strided convolution (kernel = stride = factor) followed by Snake.
 
-    The input is zero-padded on the right by ``(T - factor) mod factor`` frames, so for factor 2 the output
-    has ``ceil(T / 2)`` frames. Output frame ``j`` only sees input frames ``[j * factor, (j + 1) * factor)``,
-    so this is causal at the granularity of ``factor`` frames and keeps no state.
+    Non-causal: the input is zero-padded on the right by ``(T - factor) mod factor`` frames, so output frame
+    ``j`` sees input frames ``[j * factor, (j + 1) * factor)``. Causal: ``factor - 1`` frames of left context
+    (copies of the first frame on a fresh stream) are prepended instead, so output frame ``j`` sees input
+    frames ``(j * factor - factor, j * factor]``. Either way, for factor 2 the output has ``ceil(T / 2)``
+    frames. Streaming calls must carry a multiple of ``factor`` frames.
 
     Arguments
     ---------
     input_dim : input channels.
     output_dim : output channels.
     factor : kernel size and stride.
+    causal : left context instead of right padding.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, factor: int = 1) -> None:
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1, causal: bool = False) -> None:
         super().__init__()
         self.factor = factor
+        self.causal = causal
         self.downscale = nn.Conv1d(input_dim, output_dim, factor, stride=factor)
         self.activation = Snake1d(output_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C_in) -> (B, T', C_out)."""
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, C_in) -> (B, T', C_out), plus the causal context ``(B, C_in, max(factor - 1, 1))``."""
         x = x.transpose(1, 2)
-        pad = (x.shape[-1] - self.factor) % self.factor
-        if pad > 0:
-            x = F.pad(x, (0, pad))
-        return self.activation(self.downscale(x).transpose(1, 2))
+        if self.causal:
+            length = x.shape[-1] + self.factor - 1
+            x = prepend_context(x, context, self.factor - 1)
+            x = x[..., x.shape[-1] - length :]  # drops the factor-1 placeholder
+            context = _last_frames(x, self.factor)
+        else:
+            context = None
+            pad = (x.shape[-1] - self.factor) % self.factor
+            if pad > 0:
+                x = F.pad(x, (0, pad))
+        return self.activation(self.downscale(x).transpose(1, 2)), context
 
 
 class UpScale(nn.Module):
     """Snake followed by a transposed convolution (kernel = stride = factor): ``T`` -> ``T * factor`` frames.
 
-    Output frame ``t`` only depends on input frame ``t // factor``, so it is causal and keeps no state.
+    Output frame ``t`` only depends on input frame ``t // factor``, so the output needs no state. In causal
+    mode the last ``max(factor - 1, 1)`` input frames are still returned as a context, as upstream.
 
     Arguments
     ---------
     input_dim : input channels.
     output_dim : output channels.
     factor : kernel size and stride.
+    causal : return the streaming context.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, factor: int = 1) -> None:
+    def __init__(self, input_dim: int, output_dim: int, factor: int = 1, causal: bool = False) -> None:
         super().__init__()
+        self.factor = factor
+        self.causal = causal
         self.activation = Snake1d(input_dim)
         self.upscale = nn.ConvTranspose1d(input_dim, output_dim, factor, stride=factor)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C_in) -> (B, T * factor, C_out)."""
-        return self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2)
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, C_in) -> (B, T * factor, C_out), plus the causal context (B, C_in, max(factor - 1, 1))."""
+        if self.causal:
+            context = _last_frames(prepend_context(x.transpose(1, 2), context, self.factor - 1), self.factor)
+        else:
+            context = None
+        return self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2), context
 
 
 class FocalDownScale(nn.Module):
@@ -280,17 +308,23 @@ class FocalDownScale(nn.Module):
     input_dim : input channels.
     output_dim : output channels ``C``.
     factor : downscale factor.
-    **block_kwargs : forwarded to ``FocalBlock``.
+    **block_kwargs : forwarded to ``FocalBlock`` (``causal`` also to ``DownScale``).
     """
 
     def __init__(self, input_dim: int, output_dim: int, factor: int = 1, **block_kwargs) -> None:
         super().__init__()
-        self.downscale = DownScale(input_dim, output_dim, factor)
+        self.downscale = DownScale(input_dim, output_dim, factor, block_kwargs.get("causal", False))
         self.focal_block = FocalBlock(output_dim, 4 * output_dim, **block_kwargs)
 
     def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
-        """(B, T, C_in) -> (B, T', C), plus the focal block's new left context."""
-        return self.focal_block(self.downscale(x), left_context)
+        """(B, T, C_in) -> (B, T', C), plus the new ``[downscale, level_0, ..., level_L]`` causal context."""
+        downscale_context: torch.Tensor | None = None if left_context is None else left_context[0]
+        focal_context: LeftContext = None if left_context is None else left_context[1:]
+        x, downscale_context = self.downscale(x, downscale_context)
+        x, focal_context = self.focal_block(x, focal_context)
+        if downscale_context is None or focal_context is None:
+            return x, None
+        return x, [downscale_context] + focal_context  # noqa: RUF005 (TorchScript cannot unpack a list)
 
 
 class FocalUpScale(nn.Module):
@@ -301,18 +335,23 @@ class FocalUpScale(nn.Module):
     input_dim : input channels ``C``.
     output_dim : output channels.
     factor : upscale factor.
-    **block_kwargs : forwarded to ``FocalBlock``.
+    **block_kwargs : forwarded to ``FocalBlock`` (``causal`` also to ``UpScale``).
     """
 
     def __init__(self, input_dim: int, output_dim: int, factor: int = 1, **block_kwargs) -> None:
         super().__init__()
         self.focal_block = FocalBlock(input_dim, 4 * input_dim, **block_kwargs)
-        self.upscale = UpScale(input_dim, output_dim, factor)
+        self.upscale = UpScale(input_dim, output_dim, factor, block_kwargs.get("causal", False))
 
     def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
-        """(B, T, C) -> (B, T * factor, C_out), plus the focal block's new left context."""
-        x, left_context = self.focal_block(x, left_context)
-        return self.upscale(x), left_context
+        """(B, T, C) -> (B, T * factor, C_out), plus the new ``[level_0, ..., level_L, upscale]`` context."""
+        focal_context: LeftContext = None if left_context is None else left_context[:-1]
+        upscale_context: torch.Tensor | None = None if left_context is None else left_context[-1]
+        x, focal_context = self.focal_block(x, focal_context)
+        x, upscale_context = self.upscale(x, upscale_context)
+        if upscale_context is None or focal_context is None:
+            return x, None
+        return x, focal_context + [upscale_context]  # noqa: RUF005 (TorchScript cannot unpack a list)
 
 
 class ChunkFeedForward(nn.Module):
@@ -346,13 +385,10 @@ class ChunkFeedForward(nn.Module):
         return x + chunks.reshape(B, -1)[:, : T * C].reshape(B, T, C)
 
 
-def _check_left_contexts(left_contexts: list[LeftContext] | None, num_layers: int) -> list[LeftContext]:
-    """One (possibly ``None``) left context per layer."""
-    if left_contexts is None:
-        return [None] * num_layers
-    if len(left_contexts) != num_layers:
+def _check_left_contexts(left_contexts: list[LeftContext] | None, num_layers: int) -> None:
+    """``None``, or one (possibly ``None``) left context per layer."""
+    if left_contexts is not None and len(left_contexts) != num_layers:
         raise ValueError(f"expected {num_layers} left contexts, got {len(left_contexts)}")
-    return list(left_contexts)
 
 
 @remembers_config
@@ -427,11 +463,11 @@ class FocalEncoder(nn.Module):
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
     ) -> tuple[torch.Tensor, list[LeftContext]]:
         """(B, T, input_dim) -> (B, T', output_dim), plus one left context per layer (None if not causal)."""
+        _check_left_contexts(left_contexts, len(self.layers))
         x = input
-        new_left_contexts = []
-        for layer, left_context in zip(
-            self.layers, _check_left_contexts(left_contexts, len(self.layers)), strict=True
-        ):
+        new_left_contexts: list[LeftContext] = []
+        for i, layer in enumerate(self.layers):
+            left_context: LeftContext = None if left_contexts is None else left_contexts[i]
             x, left_context = layer(x, left_context)
             new_left_contexts.append(left_context)
         return self.out_proj(self.dropout(x)), new_left_contexts
@@ -520,11 +556,11 @@ class FocalDecoder(nn.Module):
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
     ) -> tuple[torch.Tensor, list[LeftContext]]:
         """(B, T', input_dim) -> (B, T' * upsample_factor, output_dim), plus one left context per layer."""
+        _check_left_contexts(left_contexts, len(self.layers))
         x = self.dropout(self.in_proj(input))
-        new_left_contexts = []
-        for layer, left_context in zip(
-            self.layers, _check_left_contexts(left_contexts, len(self.layers)), strict=True
-        ):
+        new_left_contexts: list[LeftContext] = []
+        for i, layer in enumerate(self.layers):
+            left_context: LeftContext = None if left_contexts is None else left_contexts[i]
             x, left_context = layer(x, left_context)
             new_left_contexts.append(left_context)
         return self.refiner(x), new_left_contexts

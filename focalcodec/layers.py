@@ -1,10 +1,11 @@
-"""Small building blocks shared by the FocalCodec modules (padding rules, Snake, DynamicTanh)."""
+"""Small building blocks shared by the FocalCodec modules (padding rules, causal convolutions, Snake,
+DynamicTanh). Everything here is TorchScript-compatible."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DynamicTanh", "Snake1d", "pad_causal", "pad_same"]
+__all__ = ["DynamicTanh", "Snake1d", "causal_conv1d", "pad_causal", "pad_same", "prepend_context"]
 
 
 def pad_same(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -41,6 +42,55 @@ def pad_causal(x: torch.Tensor, amount: int) -> torch.Tensor:
     if amount <= 0:
         return x
     return F.pad(x, (amount, 0), mode="replicate")
+
+
+def prepend_context(x: torch.Tensor, context: torch.Tensor | None, amount: int) -> torch.Tensor:
+    """The input of a causal convolution: ``x`` after its left context.
+
+    Arguments
+    ---------
+    x : (B, C, T)
+    context : (B, C, L) frames preceding ``x`` (streaming state), or ``None`` at the start of a stream.
+    amount : frames of replicate padding (copies of the first frame) when ``context`` is ``None``.
+
+    Returns
+    -------
+    (B, C, L + T), or (B, C, amount + T) at the start of a stream.
+    """
+    return pad_causal(x, amount) if context is None else torch.cat([context, x], dim=-1)
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int = 1,
+    groups: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal (strided) convolution with no padding of its own, resumable chunk by chunk.
+
+    A fresh stream (``context is None``) is left-padded with ``k - 1`` copies of its first frame. The returned
+    context holds the input frames the next output starts from (``k - 1`` of them when the input length is
+    a multiple of the stride), so consecutive pieces give exactly the frames of one call on the whole input.
+
+    Arguments
+    ---------
+    x : (B, C_in, T)
+    context : (B, C_in, L) returned by the previous call, or ``None``.
+    weight, bias : convolution parameters, ``weight`` (C_out, C_in / groups, k).
+    stride, groups : as for ``F.conv1d``.
+
+    Returns
+    -------
+    (B, C_out, T_out) and the context for the next call (B, C_in, L').
+    """
+    kernel_size = weight.shape[-1]
+    x = prepend_context(x, context, kernel_size - 1)
+    if x.shape[-1] < kernel_size:  # piece too short for one more output frame
+        return x.new_zeros(x.shape[0], weight.shape[0], 0), x
+    y = F.conv1d(x, weight, bias, stride=stride, groups=groups)
+    return y, x[..., y.shape[-1] * stride :]
 
 
 class Snake1d(nn.Module):

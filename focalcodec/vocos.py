@@ -18,13 +18,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalcodec.config import remembers_config
-from focalcodec.layers import pad_causal, pad_same
+from focalcodec.layers import causal_conv1d, pad_same
 
-__all__ = ["ISTFT", "ConvNeXtBlock", "ISTFTHead", "PaddedConv1d", "Vocos", "VocosBackbone"]
+__all__ = [
+    "ISTFT",
+    "ConvNeXtBlock",
+    "ISTFTHead",
+    "PaddedConv1d",
+    "Vocos",
+    "VocosBackbone",
+    "check_left_contexts",
+]
 
 LeftContexts = list[torch.Tensor | None]
 """Streaming state: one cached left context ``(B, C_in, kernel_size - 1)`` per convolution (``None`` for
 the first chunk and in non-causal mode)."""
+
+
+def check_left_contexts(left_contexts: LeftContexts | None, num_contexts: int) -> LeftContexts:
+    """``num_contexts`` entries (``None`` for a full sequence or the first chunk), else a ``ValueError``."""
+    if left_contexts is None:
+        fresh: LeftContexts = []
+        for _ in range(num_contexts):
+            fresh.append(None)
+        return fresh
+    if len(left_contexts) != num_contexts:
+        raise ValueError(f"expected {num_contexts} left contexts, got {len(left_contexts)}")
+    return left_contexts
 
 
 class PaddedConv1d(nn.Conv1d):
@@ -61,13 +81,13 @@ class PaddedConv1d(nn.Conv1d):
         y : (B, C_out, T)
         left_context : (B, C_in, k - 1) context for the next chunk (causal), else ``None``.
         """
-        k = self.kernel_size[0]
         if not self.causal:
             if left_context is not None:
                 raise ValueError("a left context (streaming state) needs causal=True")
-            return super().forward(pad_same(x, k)), None
-        x = pad_causal(x, k - 1) if left_context is None else torch.cat([left_context, x], dim=-1)
-        return super().forward(x), x[..., x.shape[-1] - (k - 1) :]
+            return F.conv1d(
+                pad_same(x, self.weight.shape[-1]), self.weight, self.bias, groups=self.groups
+            ), None
+        return causal_conv1d(x, left_context, self.weight, self.bias, 1, self.groups)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -150,10 +170,10 @@ class VocosBackbone(nn.Module):
         left_contexts : the updated contexts, same layout.
         """
         x, context = self.embedding(x.transpose(1, 2), left_contexts[0])
-        new_contexts = [context]
+        new_contexts: LeftContexts = [context]
         x = self.input_norm(x.transpose(1, 2))
-        for layer, context in zip(self.layers, left_contexts[1:], strict=True):
-            x, context = layer(x, context)
+        for i, layer in enumerate(self.layers):
+            x, context = layer(x, left_contexts[i + 1])
             new_contexts.append(context)
         return self.output_norm(x), new_contexts
 
@@ -315,9 +335,5 @@ class Vocos(nn.Module):
         left_contexts : ``1 + num_layers`` tensors ``(B, C_in, kernel_size - 1)`` to pass with the next
             chunk (causal), or as many ``None`` (non-causal).
         """
-        if left_contexts is None:
-            left_contexts = [None] * (1 + self.num_layers)
-        elif len(left_contexts) != 1 + self.num_layers:
-            raise ValueError(f"expected {1 + self.num_layers} left contexts, got {len(left_contexts)}")
-        x, left_contexts = self.backbone(feats, left_contexts)
+        x, left_contexts = self.backbone(feats, check_left_contexts(left_contexts, 1 + self.num_layers))
         return self.head(x), left_contexts

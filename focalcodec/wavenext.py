@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from focalcodec.config import remembers_config
-from focalcodec.vocos import LeftContexts, VocosBackbone
+from focalcodec.vocos import LeftContexts, VocosBackbone, check_left_contexts
 
 __all__ = ["WaveNeXt", "WaveNeXtHead"]
 
@@ -107,17 +107,15 @@ class WaveNeXt(nn.Module):
             i.e. ``(B, input_dim, kernel_size - 1)`` for the embedding, then ``(B, dim, kernel_size - 1)``
             per block. Non-causal: as many ``None``.
         """
-        if left_contexts is None:
-            left_contexts = [None] * (1 + self.num_layers)
-        elif len(left_contexts) != 1 + self.num_layers:
-            raise ValueError(f"expected {1 + self.num_layers} left contexts, got {len(left_contexts)}")
-        if self.causal:
-            # A fresh stream starts from zeros (the shared PaddedConv1d would replicate the first frame).
-            batch_size, width = input.shape[0], self.kernel_size - 1
-            channels = [self.input_dim] + [self.dim] * self.num_layers
-            left_contexts = [
-                input.new_zeros(batch_size, size, width) if context is None else context
-                for context, size in zip(left_contexts, channels, strict=True)
-            ]
+        left_contexts = check_left_contexts(left_contexts, 1 + self.num_layers)
+        if self.causal:  # a fresh stream starts from zeros (PaddedConv1d would repeat the first frame)
+            width = self.kernel_size - 1
+            contexts: LeftContexts = []
+            for i, context in enumerate(left_contexts):
+                channels = self.input_dim if i == 0 else self.dim
+                contexts.append(
+                    input.new_zeros(input.shape[0], channels, width) if context is None else context
+                )
+            left_contexts = contexts
         x, left_contexts = self.backbone(input, left_contexts)
         return self.head(x), left_contexts

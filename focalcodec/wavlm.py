@@ -3,6 +3,18 @@
 FocalCodec uses the first 6 layers of WavLM-Large, frozen, as its feature extractor (16 kHz audio in,
 50 Hz features of size 1024 out). In causal mode (FocalCodec-Stream) every convolution is left-padded and
 attention is chunked-causal, so the model can also run chunk by chunk with carried state.
+
+Causal streaming state (``forward``'s outputs after the features), for ``R = window_size - (1 +
+lookahead_size)`` cached frames:
+
+* ``curr_pos``: 0-dim int64, the number of valid cached frames (saturates at ``R``);
+* ``left_contexts``: one channels-first context per CNN block, then the positional convolution's
+  ``(B, D, conv_pos - 1)``: the input frames the next output of each convolution starts from;
+* ``kv_caches``: per layer ``(B, R, H, hd, 2)`` keys (``[..., 0]``) and values (``[..., 1]``) of the last
+  ``R`` frames, right-aligned (the newest frame last; zeros before the ``curr_pos`` valid rows).
+
+Every shape is fixed by the call's input length, and the masks are tensor functions of ``curr_pos``, so one
+streaming step of a fixed chunk length traces to a single graph valid at every position.
 """
 
 import math
@@ -13,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalcodec.config import remembers_config
-from focalcodec.layers import pad_causal
+from focalcodec.layers import causal_conv1d
 
 __all__ = ["WavLM", "relative_position_bucket"]
 
@@ -43,33 +55,6 @@ def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_dista
     return (relative > 0).long() * half + near_or_far
 
 
-def causal_conv(
-    conv: nn.Conv1d, x: torch.Tensor, context: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``conv`` (no own padding) causally on the channels-first input.
-
-    The first call (``context is None``) left-pads with ``k - 1`` copies of the first frame. Later calls
-    prepend the returned context instead: the padded input frames that no output has consumed yet. Feeding
-    a signal in pieces therefore gives exactly the frames of one call on the whole signal.
-
-    Arguments
-    ---------
-    conv : convolution with kernel ``k``, stride ``s`` and no padding.
-    x : (B, C_in, L)
-    context : (B, C_in, L_ctx) returned by the previous call, or ``None`` on the first call.
-
-    Returns
-    -------
-    (B, C_out, L_out) and the context for the next call, (B, C_in, L_ctx').
-    """
-    (kernel_size,), (stride,) = conv.kernel_size, conv.stride
-    x = pad_causal(x, kernel_size - 1) if context is None else torch.cat([context, x], dim=-1)
-    if x.shape[-1] < kernel_size:  # streaming piece too short for one more output frame
-        return x.new_zeros(x.shape[0], conv.out_channels, 0), x
-    y = conv(x)
-    return y, x[..., y.shape[-1] * stride :]
-
-
 class FeatureExtractorBlock(nn.Module):
     """Conv1d (no bias) → dropout → LayerNorm → GELU, one block of the CNN feature extractor.
 
@@ -85,6 +70,8 @@ class FeatureExtractorBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.causal = causal
+        self.kernel_size = kernel_size
+        self.stride = stride
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(out_channels)
@@ -95,14 +82,13 @@ class FeatureExtractorBlock(nn.Module):
         """(B, L, C_in) -> (B, L', C_out), plus the causal left context (``None`` when non-causal).
 
         Non-causal: ``L' = floor((L - k) / s) + 1``, the input being zero-padded on the right to ``k``
-        frames if shorter. Causal: ``L' = ceil(L / s)`` on the first call.
+        frames if shorter. Causal: ``L' = ceil(L / s)`` on the first call (see ``causal_conv1d``).
         """
         x = x.transpose(1, 2)
         if self.causal:
-            x, context = causal_conv(self.conv, x, context)
+            x, context = causal_conv1d(x, context, self.conv.weight, None, self.stride)
         else:
-            kernel_size = self.conv.kernel_size[0]
-            x = self.conv(F.pad(x, (0, max(0, kernel_size - x.shape[-1]))))
+            x = self.conv(F.pad(x, (0, max(0, self.kernel_size - x.shape[-1]))))
         x = self.dropout(x).transpose(1, 2)
         return F.gelu(self.norm(x)), context
 
@@ -139,9 +125,9 @@ class FeatureExtractor(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """(B, N) waveform -> (B, T, hidden_dims[-1]), plus one left context per block."""
         x = input[..., None]
-        new_contexts = []
-        for layer, context in zip(self.layers, contexts, strict=True):
-            x, context = layer(x, context)
+        new_contexts: list[torch.Tensor | None] = []
+        for i, layer in enumerate(self.layers):
+            x, context = layer(x, contexts[i])
             new_contexts.append(context)
         return x, new_contexts
 
@@ -163,6 +149,7 @@ class PositionalEmbedding(nn.Module):
     def __init__(self, dim: int, kernel_size: int, groups: int, causal: bool) -> None:
         super().__init__()
         self.causal = causal
+        self.groups = groups
         padding = 0 if causal else kernel_size // 2
         self.conv = nn.Conv1d(dim, dim, kernel_size, padding=padding, groups=groups)
 
@@ -172,7 +159,7 @@ class PositionalEmbedding(nn.Module):
         """(B, T, D) -> (B, T, D), plus the causal left context (``None`` when non-causal)."""
         h = x.transpose(1, 2)
         if self.causal:
-            h, context = causal_conv(self.conv, h, context)
+            h, context = causal_conv1d(h, context, self.conv.weight, self.conv.bias, 1, self.groups)
         else:
             h = self.conv(h)[..., : x.shape[1]]
         return x + F.gelu(h).transpose(1, 2), context
@@ -325,6 +312,9 @@ class TransformerEncoder(nn.Module):
         self.causal = causal
         self.window_size = window_size
         self.chunk = 1 + lookahead_size
+        self.cache_size = max(0, window_size - self.chunk)
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
         self.positional_embedding = PositionalEmbedding(dim, conv_pos, conv_pos_groups, causal)
         self.relative_embedding = nn.Embedding(num_buckets, num_heads)
         self.dropout = nn.Dropout(dropout)
@@ -335,7 +325,7 @@ class TransformerEncoder(nn.Module):
     def position_bias(
         self, query_start: int, num_queries: int, key_start: int, num_keys: int
     ) -> torch.Tensor:
-        """Relative position bias (H, T, S) between queries and keys at absolute frame positions.
+        """Relative position bias (H, T, S) between queries and keys at the given frame positions.
 
         Only the ``T + S - 1`` distinct relative positions are embedded; the matrix is a strided copy.
         """
@@ -343,79 +333,114 @@ class TransformerEncoder(nn.Module):
         lowest = key_start - (query_start + num_queries - 1)
         relative = torch.arange(lowest, lowest + num_queries + num_keys - 1, device=device)
         buckets = relative_position_bucket(relative, self.num_buckets, self.max_distance)
-        values = self.relative_embedding(buckets).T  # (H, T + S - 1), values[:, m] is r = lowest + m
+        values = self.relative_embedding(buckets).transpose(0, 1)  # (H, T + S - 1): r = lowest + m
         return values.unfold(-1, num_keys, 1).flip(-2)  # [h, i, j] = values[h, j - i + T - 1]
 
-    def chunked_causal_mask(
-        self, query_start: int, num_queries: int, key_start: int, dtype: torch.dtype
+    def causal_mask(
+        self, curr_pos: torch.Tensor, num_cached: int, num_new: int, dtype: torch.dtype
     ) -> torch.Tensor | None:
-        """Additive (T, S) mask: query frame t sees keys in ``[end - window_size, end)``.
+        """Additive (T, S) mask of ``num_new`` new frames over ``num_cached`` cached rows and themselves.
 
-        ``end`` is the end of t's chunk, capped at the number of frames seen so far. Returns ``None``
-        while at most one chunk has been seen (every key is then visible, as upstream).
+        Key ``j`` sits at ``r_j = j - num_cached`` relative to the first new frame; the cached rows before the
+        last ``p = curr_pos`` are invalid. With more than one chunk of new frames, query ``i`` also only sees
+        ``[e_i - window_size, e_i)``, where ``e_i = min(((p + i) // c + 1) c, p + T) - p`` (upstream's chunk
+        boundaries, counted from the valid cached frames). Returns ``None`` when nothing is masked.
         """
-        total = query_start + num_queries
-        if total <= self.chunk:
+        if num_cached == 0 and num_new <= self.chunk:
             return None
         device = self.relative_embedding.weight.device
-        queries = torch.arange(query_start, total, device=device)
-        end = ((queries + self.chunk) // self.chunk * self.chunk).clamp(max=total)
-        start = (end - self.window_size).clamp(min=0)
-        keys = torch.arange(key_start, total, device=device)
-        allowed = (keys >= start[:, None]) & (keys < end[:, None])
-        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, -math.inf)
+        keys = torch.arange(-num_cached, num_new, device=device)
+        p = curr_pos.to(device)
+        allowed = (keys >= -p)[None, :].expand(num_new, num_cached + num_new)
+        if num_new > self.chunk:
+            queries = torch.arange(num_new, device=device)
+            end = torch.clamp((p + queries) // self.chunk * self.chunk + self.chunk, max=p + num_new) - p
+            allowed = allowed & (keys >= end[:, None] - self.window_size) & (keys < end[:, None])
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        return mask.masked_fill(~allowed, -math.inf)
 
     def window_cache(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Keys and values (B, H, S, hd) -> cache (B, min(S, window_size), H, hd, 2) of the last frames."""
-        return torch.stack([k, v], dim=-1)[:, :, -self.window_size :].transpose(1, 2)
+        """Keys and values (B, H, S, hd) -> cache (B, R, H, hd, 2) of the last R frames, zeros before S."""
+        kv = torch.stack([k, v], dim=-1).transpose(1, 2)
+        num_keys = kv.shape[1]
+        if num_keys >= self.cache_size:  # a compact copy: the state keeps no reference to the S keys
+            return kv[:, num_keys - self.cache_size :].contiguous()
+        missing = kv.new_zeros(kv.shape[0], self.cache_size - num_keys, kv.shape[2], kv.shape[3], 2)
+        return torch.cat([missing, kv], dim=1)
+
+    def empty_caches(
+        self, x: torch.Tensor, kv_caches: list[torch.Tensor] | None
+    ) -> list[torch.Tensor | None]:
+        """The given caches, or zero caches (B, R, H, hd, 2) for a fresh stream of ``x`` (B, T, D)."""
+        caches: list[torch.Tensor | None] = []
+        for i in range(len(self.layers)):
+            if kv_caches is None:
+                caches.append(x.new_zeros(x.shape[0], self.cache_size, self.num_heads, self.head_dim, 2))
+            else:
+                caches.append(kv_caches[i])
+        return caches
 
     def forward(
         self,
         x: torch.Tensor,
         valid: torch.Tensor | None = None,
-        curr_pos: int = 0,
+        curr_pos: torch.Tensor | None = None,
         pos_context: torch.Tensor | None = None,
-        kv_caches: list[torch.Tensor | None] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor | None]]:
+        kv_caches: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[torch.Tensor | None]]:
         """Encode T new frames.
 
         Arguments
         ---------
         x : (B, T, D) projected features.
         valid : (B, T) bool, False on padded frames (non-causal only), or ``None``.
-        curr_pos : causal mode, absolute position of the first frame of ``x``.
+        curr_pos : causal mode, 0-dim int64 number of valid cached frames (``None``: a fresh stream).
         pos_context : causal mode, left context of the positional convolution.
-        kv_caches : causal mode, per layer (B, S - T, H, hd, 2) keys/values of earlier frames, or ``None``.
+        kv_caches : causal mode, per layer (B, R, H, hd, 2) keys/values of the last R frames, or ``None``.
 
         Returns
         -------
-        (B, T, D), the new positional-convolution context, and per layer the keys/values of the last
-        ``window_size`` frames (B, S', H, hd, 2) in causal mode or ``None`` otherwise.
+        (B, T, D), the new ``curr_pos``, the new positional-convolution context, and per layer the keys/values
+        of the last R frames (B, R, H, hd, 2) in causal mode or ``None`` otherwise.
         """
-        if kv_caches is None:
-            kv_caches = [None] * len(self.layers)
-        mask = None
+        mask: torch.Tensor | None = None
         if valid is not None:
             x = x * valid[..., None]
             mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, -math.inf)
             mask = mask[:, None, None, :]  # (B, 1, 1, T)
         x, pos_context = self.positional_embedding(x, pos_context)
         x = self.dropout(x)
+        if not self.causal:
+            position_bias = self.position_bias(0, x.shape[1], 0, x.shape[1])
+            no_caches: list[torch.Tensor | None] = []
+            for layer in self.layers:
+                x = layer(x, position_bias, mask, None)[0]
+                no_caches.append(None)
+            return x, torch.zeros((), dtype=torch.long, device=x.device), pos_context, no_caches
+        return self.causal_forward(x, curr_pos, pos_context, kv_caches)
 
-        num_queries = x.shape[1]
-        if num_queries == 0:  # streaming piece too short to complete a frame: nothing to attend
-            return x, pos_context, kv_caches
-        num_cached = 0 if kv_caches[0] is None else kv_caches[0].shape[1]
-        key_start = curr_pos - num_cached
-        position_bias = self.position_bias(curr_pos, num_queries, key_start, num_cached + num_queries)
-        if self.causal:
-            mask = self.chunked_causal_mask(curr_pos, num_queries, key_start, x.dtype)
-
-        new_caches = []
-        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
-            x, k, v = layer(x, position_bias, mask, kv_cache)
-            new_caches.append(self.window_cache(k, v) if self.causal else None)
-        return x, pos_context, new_caches
+    def causal_forward(
+        self,
+        x: torch.Tensor,
+        curr_pos: torch.Tensor | None,
+        pos_context: torch.Tensor | None,
+        kv_caches: list[torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[torch.Tensor | None]]:
+        """The causal layers of :meth:`forward` (see there), after the positional embedding."""
+        num_new = x.shape[1]
+        if curr_pos is None:
+            curr_pos = torch.zeros((), dtype=torch.long, device=x.device)
+        if num_new == 0:  # piece too short to complete a frame: nothing to attend, nothing to cache
+            return x, curr_pos, pos_context, self.empty_caches(x, kv_caches)
+        num_cached = 0 if kv_caches is None else kv_caches[0].shape[1]
+        position_bias = self.position_bias(0, num_new, -num_cached, num_cached + num_new)
+        mask = self.causal_mask(curr_pos, num_cached, num_new, x.dtype)
+        new_caches: list[torch.Tensor | None] = []
+        for i, layer in enumerate(self.layers):
+            cache: torch.Tensor | None = None if kv_caches is None else kv_caches[i]
+            x, k, v = layer(x, position_bias, mask, cache)
+            new_caches.append(self.window_cache(k, v))
+        return x, torch.clamp(curr_pos + num_new, max=self.cache_size), pos_context, new_caches
 
 
 @remembers_config
@@ -424,8 +449,10 @@ class WavLM(nn.Module):
 
     Non-causal by default. With ``causal=True`` (FocalCodec-Stream) all convolutions are causal and
     attention is chunked-causal, and ``forward`` can be called on consecutive pieces of a signal by passing
-    back the returned state; pieces of ``chunk_size`` samples give exactly the frames of one call on the
-    whole signal.
+    back the returned state (see the module docstring). Pieces of a multiple of ``chunk_size`` samples give
+    the frames of one call on the whole signal (for several chunks per call, if ``window_size`` is a
+    multiple of ``1 + lookahead_size``). A shorter last piece attends to the ``R`` cached frames and itself
+    (upstream's unpadded last chunk), which can differ from the full-sequence call.
 
     Arguments
     ---------
@@ -440,14 +467,12 @@ class WavLM(nn.Module):
     dropout : dropout probability everywhere.
     conv_pos, conv_pos_groups : positional convolution kernel size and groups.
     causal : causal mode.
-    window_size : causal mode, maximum number of frames a query attends to (also the KV cache length).
+    window_size : causal mode, maximum number of frames a query attends to.
     lookahead_size : causal mode, frames of lookahead; attention chunks are ``1 + lookahead_size`` frames.
     use_flex_attention : accepted for config compatibility. Upstream then uses the compiled flex-attention
         kernel under no_grad in eval; the maths is identical, so this implementation always uses
         ``F.scaled_dot_product_attention``.
     """
-
-    sample_rate = 16000
 
     def __init__(
         self,
@@ -474,8 +499,11 @@ class WavLM(nn.Module):
             raise ValueError(
                 f"max_cached_steps ({max_cached_steps}) must be 0 or >= window_size ({window_size})"
             )
+        self.sample_rate = 16000
         self.max_cached_steps = max_cached_steps
         self.causal = causal
+        self.window_size = window_size
+        self.lookahead_size = lookahead_size
         self.use_flex_attention = use_flex_attention
         self.downsample_factor = math.prod(strides)
         self.chunk_size = self.downsample_factor * (1 + lookahead_size)
@@ -504,7 +532,7 @@ class WavLM(nn.Module):
         input: torch.Tensor,
         curr_pos: torch.Tensor | None = None,
         left_contexts: list[torch.Tensor | None] | None = None,
-        kv_caches: list[torch.Tensor | None] | None = None,
+        kv_caches: list[torch.Tensor] | None = None,
         length: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], list[torch.Tensor | None]]:
         """Waveform to features.
@@ -512,7 +540,7 @@ class WavLM(nn.Module):
         Arguments
         ---------
         input : (B, N) waveform at 16 kHz.
-        curr_pos : causal streaming, 0-dim int64 frame position returned by the previous call.
+        curr_pos : causal streaming, 0-dim int64 number of valid cached frames returned by the previous call.
         left_contexts : causal streaming, convolution contexts returned by the previous call.
         kv_caches : causal streaming, attention caches returned by the previous call.
         length : (B,) relative lengths in (0, 1] (non-causal only; ignored in causal mode). Frames past
@@ -522,10 +550,10 @@ class WavLM(nn.Module):
         -------
         feats : (B, T, dim); ``T = floor((N - 400) / 320) + 1`` (N >= 400) non-causal, ``ceil(N / 320)``
             causal (for the default strides and kernels, on a first call).
-        curr_pos : 0-dim int64, position after the last returned frame (causal), zero otherwise.
+        curr_pos : 0-dim int64, valid cached frames after this call, at most ``R`` (causal), zero otherwise.
         left_contexts : one context per CNN block plus one for the positional convolution (``None`` each
             when non-causal).
-        kv_caches : per layer (B, S, H, hd, 2) keys/values of the last ``window_size`` frames (causal),
+        kv_caches : per layer (B, R, H, hd, 2) keys/values of the last ``R`` frames, right-aligned (causal),
             ``None`` each otherwise.
         """
         streaming = curr_pos is not None or left_contexts is not None or kv_caches is not None
@@ -534,18 +562,26 @@ class WavLM(nn.Module):
                 "curr_pos, left_contexts and kv_caches are streaming state: they need causal=True"
             )
         num_blocks = len(self.feature_extractor.layers)
+        contexts: list[torch.Tensor | None] = []
         if left_contexts is None:
-            left_contexts = [None] * (num_blocks + 1)
-        position = 0 if curr_pos is None else int(curr_pos)
+            for _ in range(num_blocks + 1):
+                contexts.append(None)
+        else:
+            contexts = left_contexts
+        if len(contexts) != num_blocks + 1 or (
+            kv_caches is not None and len(kv_caches) != len(self.encoder.layers)
+        ):
+            raise ValueError("left_contexts / kv_caches do not match this model's layers")
 
-        x, conv_contexts = self.feature_extractor(input, left_contexts[:num_blocks])
+        x, conv_contexts = self.feature_extractor(input, contexts[:num_blocks])
         x = self.dropout(self.feature_proj(self.norm(x)))
-        valid = None
+        valid: torch.Tensor | None = None
         if length is not None and not self.causal:
             num_frames = x.shape[1]
             num_valid = (length.to(x.device) * num_frames).ceil().clamp(max=num_frames)
             valid = torch.arange(num_frames, device=x.device) < num_valid[:, None]
-        x, pos_context, kv_caches = self.encoder(x, valid, position, left_contexts[num_blocks], kv_caches)
-
-        next_pos = position + x.shape[1] if self.causal else 0
-        return x, torch.tensor(next_pos, device=x.device), [*conv_contexts, pos_context], kv_caches
+        x, curr_pos, pos_context, kv_caches_out = self.encoder(
+            x, valid, curr_pos, contexts[num_blocks], kv_caches
+        )
+        conv_contexts.append(pos_context)
+        return x, curr_pos, conv_contexts, kv_caches_out

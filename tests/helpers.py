@@ -64,6 +64,16 @@ def load_reference(name: str) -> dict:
     return torch.load(REFERENCE_DIR / f"{name}.pt", weights_only=True)
 
 
+def reference_codec(name: str) -> tuple[torch.nn.Module, dict]:
+    """The ``FocalCodec`` of the parity vector ``<name>.pt`` (strictly loaded, eval mode) and the file."""
+    from focalcodec.codec import FocalCodec
+
+    ref = load_reference(name)
+    model = FocalCodec(**ref["config"])
+    model.load_state_dict(ref["state_dict"], strict=True)
+    return model.eval(), ref
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """The reference tolerance for float outputs (rtol 1e-4, atol 1e-5, float32)."""
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)

@@ -207,7 +207,8 @@ def test_gradients_reach_every_parameter(cls: type, kwargs: dict) -> None:
 
 @pytest.mark.parametrize("factors", [[1, 1, 1], [2, 2, 1]])
 def test_encoder_is_causal(factors: list) -> None:
-    """Output frame j depends on input frames < (j + 1) * downsample_factor only, and that bound is tight."""
+    """Output frame j depends on input frames <= j * downsample_factor only, and that bound is tight (a causal
+    downscale by f sees the current frame and the f - 1 before it)."""
     model = _build(FocalEncoder, **SMALL_ENCODER, downscale_factors=factors, causal=True, window_size=8)
     D = model.downsample_factor
     x = torch.randn(2, 21, 24)
@@ -217,7 +218,7 @@ def test_encoder_is_causal(factors: list) -> None:
             perturbed = x.clone()
             perturbed[:, start:] += torch.randn_like(perturbed[:, start:])
             changed = model(perturbed)[0]
-            first = start // D  # first output frame whose input span reaches `start`
+            first = -(-start // D)  # first output frame whose input span reaches `start`
             torch.testing.assert_close(changed[:, :first], output[:, :first], rtol=0, atol=1e-6)
             assert (changed[:, first] - output[:, first]).abs().max() > 1e-3
 
@@ -290,9 +291,27 @@ def test_encoder_streaming_matches_full_sequence(factors: list) -> None:
     with torch.no_grad():
         full, state = model(x)
         streamed = _stream(model, x, [2, 4, 10, 2, 7])
-    assert len(state) == 3 and [len(s) for s in state] == [3, 3, 3]
-    assert state[0][2].shape == (2, 16, 7)  # window level: last window_size - 1 frames
+    assert len(state) == 3 and [len(s) for s in state] == [4, 4, 4]
+    factor = factors[0]
+    assert state[0][0].shape == (2, 24, max(factor - 1, 1))  # downscale context (placeholder for factor 1)
+    assert state[0][0].shape[-1] == 1 and torch.equal(state[0][0], x[:, -factor:].transpose(1, 2)[..., -1:])
+    assert [s.shape for s in state[0][1:]] == [(2, 16, 13), (2, 16, 17), (2, 16, 7)]  # window: last 8 - 1
     assert_close(streamed, full)
+
+
+def test_causal_downscale_sees_the_current_and_previous_frames() -> None:
+    """Causal factor f: output frame j is the convolution of input frames ``[j f - f + 1, j f]``, the first
+    frame repeated before the start (spec: replicate left context of ``f - 1`` frames)."""
+    model = _build(FocalEncoder, **SMALL_ENCODER, downscale_factors=[2, 1, 1], causal=True, window_size=8)
+    downscale = model.layers[0].downscale
+    x = torch.randn(2, 7, 24)
+    padded = torch.cat([x[:, :1], x], dim=1).transpose(1, 2)
+    conv = downscale.downscale
+    expected = downscale.activation(F.conv1d(padded, conv.weight, conv.bias, stride=2).transpose(1, 2))
+    with torch.no_grad():
+        output, context = downscale(x)
+        torch.testing.assert_close(output, expected)
+    assert output.shape == (2, 4, 16) and torch.equal(context, x[:, -1:].transpose(1, 2))
 
 
 def test_decoder_streaming_matches_full_sequence() -> None:

@@ -1,5 +1,6 @@
 """WavLM encoder: upstream parity, state-dict layout, frame counts, causality, batch isolation, streaming."""
 
+import copy
 import math
 
 import pytest
@@ -230,17 +231,92 @@ def stream(model: WavLM, sig: torch.Tensor, piece_size: int) -> tuple[torch.Tens
     return torch.cat(outputs, dim=1), curr_pos, kv_caches
 
 
-@pytest.mark.parametrize("overrides", [{}, {"window_size": 6, "max_cached_steps": 0}])
-def test_streaming_by_chunks_equals_one_call(overrides):
+@pytest.mark.parametrize(
+    ("overrides", "num_samples", "chunks_per_call"),
+    [
+        ({}, 15000, 1),  # a short stream (47 < R frames): even the unpadded last piece equals one call
+        ({"window_size": 6, "max_cached_steps": 0}, 15360, 1),  # R = 2 cached frames, the window is full
+        ({"window_size": 8, "max_cached_steps": 0}, 15360, 3),  # several chunks per call, R = 4
+        ({"window_size": 9, "lookahead_size": 2, "max_cached_steps": 0}, 15360, 2),  # chunk 960, R = 6
+    ],
+)
+def test_streaming_by_chunks_equals_one_call(overrides, num_samples, chunks_per_call):
     model, ref = reference_model("wavlm_causal", **overrides)
-    sig = ref["inputs"]["sig"][:, :15000]  # not a whole number of chunks
+    sig = ref["inputs"]["sig"][:, :num_samples]
     with torch.no_grad():
         full, full_pos, _, full_caches = model(sig)
-        streamed, curr_pos, kv_caches = stream(model, sig, model.chunk_size)
+        streamed, curr_pos, kv_caches = stream(model, sig, chunks_per_call * model.chunk_size)
     assert_close(streamed, full)
-    assert curr_pos.item() == full_pos.item() == 47
-    window = min(47, model.encoder.window_size)
-    assert kv_caches[0].shape == full_caches[0].shape == (2, window, 4, 16, 2)
+    R = model.encoder.window_size - model.chunk_size // 320  # window_size - (1 + lookahead_size)
+    num_frames = full.shape[1]
+    assert curr_pos.dtype == torch.long and curr_pos.ndim == 0
+    assert curr_pos.item() == full_pos.item() == min(num_frames, R)
+    for cache, full_cache in zip(kv_caches, full_caches, strict=True):
+        assert cache.shape == full_cache.shape == (2, R, 4, 16, 2)  # fixed size, right-aligned
+        assert_close(cache, full_cache)
+
+
+def test_unpadded_last_piece_attends_to_the_cached_frames_and_itself():
+    """Upstream's ragged last chunk: its T < 1 + lookahead frames see the R cached frames and themselves, one
+    call on the whole signal lets them see ``window_size - T`` earlier frames instead. With one layer the
+    stream's last frames are those of one call with a window of R + T frames (same keys and values)."""
+    model = random_model(**TINY, causal=True, window_size=6, max_cached_steps=0)  # R = 2
+    narrow = random_model(**TINY, causal=True, window_size=5, max_cached_steps=0)  # R + 3
+    narrow.load_state_dict(model.state_dict())
+    sig = torch.randn(2, 15000)  # 11 chunks, then 920 samples = 3 frames
+    with torch.no_grad():
+        streamed = stream(model, sig, model.chunk_size)[0]
+        full = model(sig)[0]
+        narrow_last = narrow(sig)[0][:, -3:]
+    assert_close(streamed[:, :44], full[:, :44])
+    assert (streamed[:, 44:] - full[:, 44:]).abs().max() > 1e-2
+    assert_close(streamed[:, 44:], narrow_last)
+
+
+def test_fresh_state_and_saturating_position():
+    model = random_model(**TINY, causal=True, window_size=10, max_cached_steps=0)  # R = 6
+    sig = torch.randn(1, 5 * model.chunk_size)
+    curr_pos = left_contexts = kv_caches = None
+    positions = []
+    with torch.no_grad():
+        for piece in sig.split(model.chunk_size, dim=1):
+            _, curr_pos, left_contexts, kv_caches = model(piece, curr_pos, left_contexts, kv_caches)
+            positions.append(curr_pos.item())
+            assert kv_caches[0].shape == (1, 6, 4, 4, 2)
+            assert [tuple(c.shape[1:]) for c in left_contexts] == [(1, 9)] + [(8, 2)] * 4 + [(8, 1)] * 2 + [
+                (16, 4)
+            ]
+        first = model(sig[:, : model.chunk_size])[3][0]
+    assert positions == [4, 6, 6, 6, 6]
+    assert torch.all(first[:, :2] == 0) and torch.all(first[:, 2:].abs().sum((2, 3, 4)) > 0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # shape tests: fixed for a fixed chunk length
+def test_a_traced_streaming_step_is_valid_at_every_position():
+    """One chunk with a given state traces to one graph: no Python value of ``curr_pos`` is baked in."""
+    model, ref = reference_model("wavlm_causal", window_size=12, max_cached_steps=0)  # R = 8
+    chunks = ref["inputs"]["sig"].split(model.chunk_size, dim=1)[:6]
+    with torch.no_grad():
+        state = model(chunks[0])[1:]
+        traced = torch.jit.trace(model, (chunks[1], *state), check_trace=False)
+        eager_state = traced_state = state
+        for chunk in chunks[1:]:  # curr_pos 4, 8, 8, 8, 8: growing, then a full window
+            eager, *eager_state = model(chunk, *eager_state)
+            replay, *traced_state = traced(chunk, *traced_state)
+            assert_close(replay, eager)
+        assert torch.equal(traced_state[0], eager_state[0])
+
+
+def test_state_is_not_modified_in_place():
+    model, ref = reference_model("wavlm_causal", window_size=8, max_cached_steps=0)
+    first, second = ref["inputs"]["sig"][:, :1280], ref["inputs"]["sig"][:, 1280:3840]
+    with torch.no_grad():
+        state = model(first)[1:]
+        copied = copy.deepcopy(state)
+        model(second, *state)
+    assert torch.equal(state[0], copied[0])
+    for ours, kept in zip([*state[1], *state[2]], [*copied[1], *copied[2]], strict=True):
+        assert torch.equal(ours, kept)
 
 
 @pytest.mark.parametrize("piece_size", [3, 100, 777])
@@ -252,3 +328,16 @@ def test_streaming_any_piece_size_without_lookahead(piece_size):
         streamed, curr_pos, _ = stream(model, sig, piece_size)
         assert_close(streamed, model(sig)[0])
     assert curr_pos.item() == math.ceil(3000 / 320)
+
+
+def test_scripted_model_equals_eager():
+    model, ref = reference_model("wavlm_causal", window_size=8, max_cached_steps=0)
+    scripted = torch.jit.script(model)
+    sig = ref["inputs"]["sig"]
+    with torch.no_grad():
+        assert_close(scripted(sig)[0], model(sig)[0])
+        assert_close(stream(scripted, sig, 2560)[0], stream(model, sig, 2560)[0])
+    non_causal, ref = reference_model("wavlm")
+    with torch.no_grad():
+        sig, length = ref["inputs"]["sig"], ref["inputs"]["length"]
+        assert_close(torch.jit.script(non_causal)(sig, length=length)[0], non_causal(sig, length=length)[0])
