@@ -183,8 +183,12 @@ class Resynthesis(CodecBrain):
             )
 
 
+# Training utterances hold a whole crop; with the feature cache each item reads only its crop
+TRAIN_ITEMS = TrainItems(min_seconds=crop_seconds, crop=cached_crop)
+
+
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv, TrainItems(min_seconds=crop_seconds, crop=cached_crop))
+    recipe = setup_recipe(argv, TRAIN_ITEMS)
     hparams = recipe.hparams
     if recipe.pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
         init_from_pretrained(recipe.pretrained, hparams=hparams, generator=hparams["generator"])

@@ -122,8 +122,12 @@ class Quantization(CodecBrain):
             )
 
 
+# With the feature cache, training reads the features alone (no audio)
+TRAIN_ITEMS = TrainItems(audio=False)
+
+
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv, TrainItems(audio=False))  # training reads cached features only (when cached)
+    recipe = setup_recipe(argv, TRAIN_ITEMS)
     hparams, pretrained = recipe.hparams, recipe.pretrained
     trained = {name: hparams[name] for name in Quantization.trained_parts.values()}
     if hparams["decoder_checkpoint"] is not None:  # listen through the decoder stage's decoder

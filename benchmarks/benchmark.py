@@ -36,64 +36,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from focalcodec.files import format_bytes
+from benchmarks.report import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("quantizer", "decoder", "codec")
+SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile")
 # Options a section's process receives from the parent
 FORWARDED = ("device", "threads", "batch_size", "warmup", "repeats", "codec_repeats", "cache_dtype")
 
 
 # --------------------------------------------------------------------------------------------------
 # Report
-
-
-def markdown(report: dict) -> str:
-    env = report["environment"]
-    memory = "peak GPU memory" if env["device"].startswith("cuda") else "peak RSS"
-    lines = [
-        f"Device `{env['device']}` ({env['processor']}), {env['threads']} threads, torch {env['torch']}"
-        + (" — QUICK (tiny models, not representative)" if env["quick"] else ""),
-        "",
-    ]
-    stages = [stage for stage in ("quantizer", "decoder") if stage in report]
-    if stages:
-        lines += [
-            "| training step | uncached | cached | speed-up | encoder share (uncached) "
-            f"| audio s / wall s: uncached → cached | cache build | {memory} |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for stage in stages:
-            figures = report[stage]
-            build = figures["cache_build"]
-            label = f"{stage} ({figures['batch_size']} × {figures['utterance_seconds']:g} s"
-            label += ", 22-frame crops)" if stage == "decoder" else ")"
-            lines.append(
-                f"| {label} | {figures['uncached']['step_seconds']:.2f} s "
-                f"| {figures['cached']['step_seconds']:.2f} s | **{figures['speedup']:.2f}×** "
-                f"| {100 * figures['encoder_share']:.0f} % "
-                f"| {figures['uncached']['audio_seconds_per_second']:.1f} → "
-                f"{figures['cached']['audio_seconds_per_second']:.1f} "
-                f"| {build['audio_seconds'] / build['seconds']:.1f}× real time ({build['dtype']}, "
-                f"{format_bytes(build['bytes'] / build['audio_seconds'])} per s of audio) "
-                f"| {format_bytes(figures['peak_memory_bytes'])} |"
-            )
-        lines.append("")
-    if "codec" in report:
-        codec = report["codec"]
-        lines += [
-            f"| codec, {codec['input_seconds']:g} s of audio, batch 1 ({codec['num_parameters'] / 1e6:.3g} M "
-            f"parameters) | time | × real time | {memory} |",
-            "|---|---|---|---|",
-        ]
-        for name in ("encode", "decode", "resynthesis"):
-            op = codec[name]
-            lines.append(
-                f"| {name} | {op['seconds']:.3f} s | **{op['realtime_factor']:.1f}×** "
-                f"| {format_bytes(op['peak_memory_bytes'])} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -123,6 +75,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _section(name: str, args: argparse.Namespace, work: Path) -> dict:
+    """The figures of one section (each module is imported in the section's own process only)."""
+    if name == "codec":
+        from benchmarks.codec_speed import codec_section
+
+        return codec_section(args)
+    if name == "loading":
+        from benchmarks.loading import loading_section
+
+        return loading_section(args, work)
+    from benchmarks.training import compile_section, train_section
+
+    if name == "compile":
+        return {stage: compile_section(stage, args, work / stage) for stage in ("quantizer", "decoder")}
+    return train_section(name, args, work)
+
+
 def run_section(args: argparse.Namespace) -> None:
     """Child process: one section, figures to ``--_out``."""
     import logging
@@ -133,14 +102,7 @@ def run_section(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix=f"bench_{args._section}_") as work:
-        if args._section == "codec":
-            from benchmarks.codec_speed import codec_section
-
-            result = codec_section(args)
-        else:
-            from benchmarks.training import train_section
-
-            result = train_section(args._section, args, Path(work))
+        result = _section(args._section, args, Path(work))
     args._out.write_text(json.dumps(result))
 
 

@@ -18,24 +18,25 @@ from speechbrain.dataio.dataloader import make_dataloader
 
 import utils.recipe as recipe_module
 from benchmarks.measure import ForwardTimer, interleaved, median, process_peak_memory, sync
-from utils.recipe import Recipe, TrainItems, setup_recipe
+from utils.recipe import Recipe, setup_recipe
 from utils.sample_corpus import make_sample_corpus
 
-__all__ = ["STAGES", "train_section"]
+__all__ = ["STAGES", "compile_section", "step_function", "train_recipe", "train_section"]
 
 # stage -> (script module, YAML, utterance seconds at full size)
 STAGES = {"quantizer": ("train_quantizer", "bsq.yaml", 4.0), "decoder": ("train_decoder", "vocos.yaml", 5.8)}
 
 
-def _recipe(stage: str, mode: str, corpus: Path, work: Path, args) -> tuple[Recipe, float]:
-    """The recipe of one mode as the training script starts it, and the seconds its feature-cache build
-    took (the recipe's own ``prepare_feature_caches``, timed)."""
+def train_recipe(
+    stage: str, name: str, corpus: Path, work: Path, args, options: list[str]
+) -> tuple[Recipe, float]:
+    """The recipe of one mode (``options``: its command-line overrides) as the training script starts it in
+    ``work/name``, and the seconds its feature-cache build took (the recipe's ``prepare_feature_caches``)."""
     _, yaml_file, _ = STAGES[stage]
-    argv = [f"hparams/{yaml_file}", "--data_folder", str(corpus), "--output_folder", str(work / mode)]
+    argv = [f"hparams/{yaml_file}", "--data_folder", str(corpus), "--output_folder", str(work / name)]
     argv += ["--train_split", "[train-clean-100]", "--encoder_random_init", "True", "--device", args.device]
     argv += ["--dataloader_workers", "0", "--train_batch_size", str(args.batch_size), "--valid_size", "1"]
-    argv += ["--feature_cache", str(mode == "cached"), "--feature_cache_stages", "[train]"]
-    argv += ["--feature_cache_dtype", args.cache_dtype]
+    argv += ["--feature_cache_stages", "[train]", "--feature_cache_dtype", args.cache_dtype, *options]
     if args.quick:
         argv += ["--overrides_file", f"hparams/tiny/{yaml_file}"]
     build = recipe_module.prepare_feature_caches
@@ -48,7 +49,7 @@ def _recipe(stage: str, mode: str, corpus: Path, work: Path, args) -> tuple[Reci
         return caches
 
     with mock.patch.object(recipe_module, "prepare_feature_caches", timed_build):
-        recipe = setup_recipe(argv, TrainItems(audio=stage == "decoder"))
+        recipe = setup_recipe(argv, importlib.import_module(STAGES[stage][0]).TRAIN_ITEMS)
     return recipe, seconds[0]
 
 
@@ -65,7 +66,7 @@ def _brain(stage: str, recipe: Recipe):
     return brain
 
 
-def _step_function(stage: str, recipe: Recipe, device: str) -> Callable[[], dict]:
+def step_function(stage: str, recipe: Recipe, device: str) -> Callable[[], dict]:
     """One timed training step on the next batch of the recipe's own train loader (loading included)."""
     brain = _brain(stage, recipe)
     timer = ForwardTimer(recipe.hparams["encoder"], device)
@@ -113,12 +114,12 @@ def train_section(stage: str, args, work: Path) -> dict:
     corpus = make_sample_corpus(
         work / "corpus", splits, min_seconds=seconds, max_seconds=seconds, engine="synthetic"
     )
-    uncached, _ = _recipe(stage, "uncached", corpus, work, args)
-    cached, build_seconds = _recipe(stage, "cached", corpus, work, args)
+    uncached, _ = train_recipe(stage, "uncached", corpus, work, args, ["--feature_cache", "False"])
+    cached, build_seconds = train_recipe(stage, "cached", corpus, work, args, ["--feature_cache", "True"])
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     steps = {
-        name: _step_function(stage, recipe, args.device)
+        name: step_function(stage, recipe, args.device)
         for name, recipe in (("uncached", uncached), ("cached", cached))
     }
     records = interleaved(steps, args.warmup, args.repeats)
@@ -135,4 +136,27 @@ def train_section(stage: str, args, work: Path) -> dict:
         "dtype": args.cache_dtype,
     }
     result["peak_memory_bytes"] = process_peak_memory(args.device)
+    return result
+
+
+def compile_section(stage: str, args, work: Path) -> dict:
+    """Median cached training step of ``stage`` with eager and with compiled trained modules (the recipe's
+    ``--compile True``, inductor), interleaved after ``warmup`` steps (the first ones compile)."""
+    seconds = 1.0 if args.quick else STAGES[stage][2]
+    splits = {"train-clean-100": (2, args.batch_size), "dev-clean": (1, 1), "test-clean": (1, 1)}
+    corpus = make_sample_corpus(
+        work / "corpus", splits, min_seconds=seconds, max_seconds=seconds, engine="synthetic"
+    )
+    cache = ["--feature_cache", "True", "--feature_cache_folder", str(work / "cache")]
+    recipes = {
+        "eager": train_recipe(stage, "eager", corpus, work, args, cache)[0],
+        "compiled": train_recipe(stage, "compiled", corpus, work, args, [*cache, "--compile", "True"])[0],
+    }
+    steps = {name: step_function(stage, recipe, args.device) for name, recipe in recipes.items()}
+    first = {name: step()["step_seconds"] for name, step in steps.items()}  # includes the compilation
+    records = interleaved(steps, max(0, args.warmup - 1), args.repeats)
+    result: dict = {"batch_size": args.batch_size, "utterance_seconds": seconds}
+    for mode, mode_records in records.items():
+        result[mode] = {**_summary(mode_records, args.batch_size, seconds), "first_step_seconds": first[mode]}
+    result["speedup"] = result["eager"]["step_seconds"] / result["compiled"]["step_seconds"]
     return result

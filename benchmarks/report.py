@@ -1,0 +1,98 @@
+"""The benchmark's report: one Markdown table per section (see benchmarks/benchmark.py)."""
+
+from focalcodec.files import format_bytes
+
+__all__ = ["markdown"]
+
+
+def _memory_label(report: dict) -> str:
+    return "peak GPU memory" if report["environment"]["device"].startswith("cuda") else "peak RSS"
+
+
+def training_table(report: dict) -> list[str]:
+    stages = [stage for stage in ("quantizer", "decoder") if stage in report]
+    if not stages:
+        return []
+    lines = [
+        "| training step | uncached | cached | speed-up | encoder share (uncached) "
+        f"| audio s / wall s: uncached → cached | cache build | {_memory_label(report)} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for stage in stages:
+        figures = report[stage]
+        build = figures["cache_build"]
+        label = f"{stage} ({figures['batch_size']} × {figures['utterance_seconds']:g} s"
+        label += ", 22-frame crops)" if stage == "decoder" else ")"
+        lines.append(
+            f"| {label} | {figures['uncached']['step_seconds']:.2f} s "
+            f"| {figures['cached']['step_seconds']:.2f} s | **{figures['speedup']:.2f}×** "
+            f"| {100 * figures['encoder_share']:.0f} % "
+            f"| {figures['uncached']['audio_seconds_per_second']:.1f} → "
+            f"{figures['cached']['audio_seconds_per_second']:.1f} "
+            f"| {build['audio_seconds'] / build['seconds']:.1f}× real time ({build['dtype']}, "
+            f"{format_bytes(build['bytes'] / build['audio_seconds'])} per s of audio) "
+            f"| {format_bytes(figures['peak_memory_bytes'])} |"
+        )
+    return [*lines, ""]
+
+
+def codec_table(report: dict) -> list[str]:
+    if "codec" not in report:
+        return []
+    codec = report["codec"]
+    lines = [
+        f"| codec, {codec['input_seconds']:g} s of audio, batch 1 ({codec['num_parameters'] / 1e6:.3g} M "
+        f"parameters) | time | × real time | {_memory_label(report)} |",
+        "|---|---|---|---|",
+    ]
+    for name in ("encode", "decode", "resynthesis"):
+        op = codec[name]
+        memory = format_bytes(op["peak_memory_bytes"])
+        lines.append(f"| {name} | {op['seconds']:.3f} s | **{op['realtime_factor']:.1f}×** | {memory} |")
+    return [*lines, ""]
+
+
+def loading_table(report: dict) -> list[str]:
+    if "loading" not in report:
+        return []
+    figures = report["loading"]
+    whole, crops = figures["whole"], figures["crops"]
+    label = f"{figures['utterances']} × {figures['utterance_seconds']:g} s, batch {figures['batch_size']}"
+    return [
+        f"| decoder stage, feature cache ({label}) | whole-utterance reads | crop-only reads | ratio |",
+        "|---|---|---|---|",
+        f"| data loading, items/s | {whole['items_per_second']:.1f} | {crops['items_per_second']:.1f} "
+        f"| **{figures['loading_speedup']:.1f}×** |",
+        f"| training step | {whole['step_seconds']:.3f} s | {crops['step_seconds']:.3f} s "
+        f"| **{figures['step_speedup']:.2f}×** |",
+        "",
+    ]
+
+
+def compile_table(report: dict) -> list[str]:
+    if "compile" not in report:
+        return []
+    lines = [
+        "| cached training step | eager | compiled (inductor) | speed-up | first compiled step |",
+        "|---|---|---|---|---|",
+    ]
+    for stage, figures in report["compile"].items():
+        lines.append(
+            f"| {stage} ({figures['batch_size']} × {figures['utterance_seconds']:g} s) "
+            f"| {figures['eager']['step_seconds']:.3f} s | {figures['compiled']['step_seconds']:.3f} s "
+            f"| **{figures['speedup']:.2f}×** | {figures['compiled']['first_step_seconds']:.1f} s |"
+        )
+    return [*lines, ""]
+
+
+def markdown(report: dict) -> str:
+    """Every section's table, under a line naming the device."""
+    env = report["environment"]
+    lines = [
+        f"Device `{env['device']}` ({env['processor']}), {env['threads']} threads, torch {env['torch']}"
+        + (" — QUICK (tiny models, not representative)" if env["quick"] else ""),
+        "",
+    ]
+    for table in (training_table, codec_table, loading_table, compile_table):
+        lines += table(report)
+    return "\n".join(lines)
