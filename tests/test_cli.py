@@ -10,62 +10,32 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
-from helpers import TINY_ENCODER
+from cli_helpers import (
+    REAL_CLIPS,
+    REAL_SPEECH,
+    TINY_CONFIG,
+    expected_signal,
+    run_cli,
+    speech,
+    token_files,
+    write_model,
+)
 
 from focalcodec import cli
+from focalcodec.cli import codec as cli_codec
 from focalcodec.codec import FocalCodec
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_SPEECH = Path(__file__).parent / "data" / "real-speech"
-REAL_CLIPS = ("84-121123-0007.wav", "84-121123-0000.flac")  # 2.00 s each, 16 kHz mono
-
-TINY_CONFIG = {
-    "encoder_name": "WavLM",
-    "encoder_config": TINY_ENCODER,
-    "compressor_name": "FocalEncoder",
-    "compressor_config": {
-        "input_dim": 64,
-        "output_dim": 13,
-        "hidden_dims": [48, 32, 16],
-        "focal_window": 7,
-        "focal_factor": 2,
-    },
-    "quantizer_name": "BinarySphericalQuantizer",
-    "quantizer_config": {"codebook_size": 8192},
-    "decompressor_name": "FocalDecoder",
-    "decompressor_config": {
-        "input_dim": 13,
-        "output_dim": 64,
-        "hidden_dims": [16, 32, 48],
-        "focal_window": 7,
-        "focal_factor": 2,
-    },
-    "decoder_name": "Vocos",
-    "decoder_config": {"input_dim": 64, "num_layers": 2, "dim": 32, "ffn_dim": 64},
-}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return FocalCodec(**TINY_CONFIG).to_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+    return write_model(TINY_CONFIG, tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")
 def model(model_dir) -> FocalCodec:
     return FocalCodec.from_pretrained(model_dir).eval()
-
-
-def speech(seconds: float, rate: int, seed: int) -> np.ndarray:
-    """A voiced-speech-like signal: a gliding harmonic tone with a syllable envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * rate)) / rate
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    tone = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
-    return (0.2 * tone * envelope + 0.005 * rng.standard_normal(t.shape)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -81,26 +51,6 @@ def audio_dir(tmp_path_factory) -> Path:
     sf.write(folder / "sub" / "stereo_44k.wav", stereo, 44100, subtype="PCM_16")
     sf.write(folder / "sub" / "deep" / "odd_22k.flac", speech(30001 / 22050, 22050, seed=2), 22050)
     return folder
-
-
-def expected_signal(path: Path) -> torch.Tensor:
-    """What the tool should feed the codec: mono (channel mean) at 16 kHz."""
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    sig = torch.from_numpy(data).mean(dim=1)
-    return AF.resample(sig, rate, 16000) if rate != 16000 else sig
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str]:
-    """``main`` in-process; returns the exit status and stdout."""
-    status = cli.main([str(arg) for arg in args])
-    return status, capsys.readouterr().out
-
-
-def token_files(folder: Path) -> dict[str, dict]:
-    return {
-        str(path.relative_to(folder)): torch.load(path, weights_only=True)
-        for path in sorted(folder.rglob("*.toks.pt"))
-    }
 
 
 def test_encode_decode_real_speech_lengths_and_rates(capsys, model, model_dir, audio_dir, tmp_path):
@@ -182,14 +132,14 @@ def test_corrupt_files_are_reported_and_skipped(capsys, model_dir, audio_dir, tm
     assert status == 1 and "0 files processed" in out and "x.wav" in out
 
 
-@pytest.mark.parametrize("margin", [cli.SIGN_MARGIN, 1.0])  # 1.0: every batched file is redone alone
+@pytest.mark.parametrize("margin", [cli_codec.SIGN_MARGIN, 1.0])  # 1.0: every batched file is redone alone
 def test_tokens_do_not_depend_on_batching(capsys, monkeypatch, model, model_dir, audio_dir, tmp_path, margin):
     folder = tmp_path / "in"
     shutil.copytree(audio_dir, folder)
     clip, rate = sf.read(str(folder / REAL_CLIPS[0]), dtype="float32")
     for index in range(3):  # more files of the same length, so that batches of several files are formed
         sf.write(folder / f"mix{index}.wav", 0.5 * clip + 0.1 * speech(2.0, rate, seed=10 + index), rate)
-    monkeypatch.setattr(cli, "SIGN_MARGIN", margin)
+    monkeypatch.setattr(cli_codec, "SIGN_MARGIN", margin)
     outputs = {}
     for batch_size in (1, 3, 8):
         out_dir = tmp_path / f"toks{batch_size}"

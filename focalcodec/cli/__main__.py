@@ -1,0 +1,5 @@
+import sys
+
+from focalcodec.cli.command import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""The command line: arguments, then the offline or streaming run, then the summary."""
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from focalcodec.audio import AUDIO_SUFFIXES
+from focalcodec.cli.batched import run_decode, run_encode
+from focalcodec.cli.codec import PRECISIONS, Codec, load_codec
+from focalcodec.cli.files import TOKEN_SUFFIX, Report, UsageError, collect, plural
+from focalcodec.cli.streaming import run_streaming
+
+__all__ = ["main", "parse_args"]
+
+HELPS = {
+    "encode": "audio files/folders -> <name>.toks.pt token files",
+    "decode": "token files/folders (*.toks.pt) -> <name>.wav at the codec's output rate",
+    "resynth": "audio files/folders -> <name>.wav, encoded and decoded",
+}
+
+
+def _add_arguments(sub: argparse.ArgumentParser, command: str) -> None:
+    sub.add_argument("inputs", nargs="+", help="files or folders (searched recursively)")
+    sub.add_argument(
+        "--model", required=True, help="official-format folder or Hub id, e.g. lucadellalib/focalcodec_50hz"
+    )
+    sub.add_argument("--output", required=True, help="output folder (mirrors the input folders)")
+    sub.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    batching = "files of identical token length" if command == "decode" else "files sorted by length, padded"
+    sub.add_argument("--batch_size", type=int, default=1, help=f"{batching}, coded together (default 1)")
+    sub.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="float32",
+        help="float32 (default; tokens independent of batching), or autocast to bfloat16 / float16 (CUDA)",
+    )
+    sub.add_argument(
+        "--streaming",
+        action="store_true",
+        help="code each file chunk by chunk with carried state (causal models), timing every chunk",
+    )
+    sub.add_argument(
+        "--realtime",
+        action="store_true",
+        help="with --streaming: code each chunk only once it would have arrived",
+    )
+    if command != "decode":
+        sub.add_argument(
+            "--workers", type=int, default=2, help="threads reading audio ahead (default 2; 0: none)"
+        )
+    if command != "encode":
+        sub.add_argument(
+            "--subtype", default="PCM_16", help="WAV sample format: PCM_16 (default), PCM_24, FLOAT"
+        )
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m focalcodec.cli",
+        description="FocalCodec: encode audio to tokens, decode tokens to audio, or resynthesize.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command, text in HELPS.items():
+        _add_arguments(commands.add_parser(command, help=text, description=text), command)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch_size must be >= 1")
+    if getattr(args, "workers", 0) < 0:
+        parser.error("--workers must be >= 0")
+    if args.realtime and not args.streaming:
+        parser.error("--realtime paces a stream: add --streaming")
+    if args.streaming and args.batch_size > 1:
+        parser.error("--streaming codes one file at a time: leave --batch_size at 1")
+    return args
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UsageError(f"--device {name}: {error}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available (use --device cpu)")
+    return device
+
+
+def _setup(args: argparse.Namespace) -> tuple[list, Codec]:
+    """The input files and the codec; :class:`UsageError` for anything the user must fix."""
+    output = Path(args.output)
+    if args.command == "decode":
+        items = collect(args.inputs, output, (TOKEN_SUFFIX,), ".wav", "token files")
+    else:
+        new_suffix = TOKEN_SUFFIX if args.command == "encode" else ".wav"
+        items = collect(args.inputs, output, AUDIO_SUFFIXES, new_suffix, "audio files")
+    if not items:
+        return items, None
+    codec = load_codec(args.model, _device(args.device), args.precision)
+    if args.streaming and not codec.causal:
+        raise UsageError(
+            f"--streaming needs a causal model (e.g. lucadellalib/focalcodec_50hz_2k_causal); {args.model} "
+            "is not causal: its encoder attends to the whole file, so it cannot code chunk by chunk"
+        )
+    return items, codec
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    start = time.monotonic()
+    try:
+        items, codec = _setup(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not items:
+        print("error: no input files found", file=sys.stderr)
+        return 1
+    print(f"Model {codec.describe()}")
+    print(f"{plural(len(items), 'input file')} -> {args.output}")
+
+    report, subtype, lines = Report(), getattr(args, "subtype", "PCM_16"), []
+    if args.streaming:
+        latencies = run_streaming(codec, items, args.command, report, args.realtime, subtype)
+        lines = latencies.summary(args.realtime)
+    elif args.command == "decode":
+        run_decode(codec, items, args.batch_size, report, subtype)
+    else:
+        resynth = args.command == "resynth"
+        run_encode(codec, items, args.batch_size, args.workers, report, resynth, subtype)
+    for line in report.summary(args.command, time.monotonic() - start, lines):
+        print(line)
+    return 0 if report.done > 0 else 1
