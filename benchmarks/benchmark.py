@@ -18,6 +18,11 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
 * ``codec``: ``FocalCodec`` at full size (the released 50 Hz architecture, built from the recipe's YAML and
   release overrides, random weights) on 10 s of audio, batch 1: encode (waveform -> tokens), decode
   (tokens -> waveform) and resynthesis, in times real time (see benchmarks/codec_speed.py).
+* ``loading``: the decoder stage's train loader with the cache, whole-utterance against crop-only reads
+  (items/s), and the cached step of each (see benchmarks/loading.py).
+* ``compile``: eager against ``torch.compile``d cached training steps of both stages (benchmarks/training.py).
+* ``tokenization``: ``python -m focalcodec.cli encode`` of a corpus at batch 1 against batch N: files/s,
+  audio-hours/hour, tokens compared (see benchmarks/tokenization.py).
 
 Uncached and cached steps are interleaved (one of each, repeatedly) so that drifting machine load hits both
 alike; the figure is the median after warm-up steps. The encoder's share is the median time spent in its
@@ -39,7 +44,7 @@ from pathlib import Path
 from benchmarks.report import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile")
+SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization")
 # Options a section's process receives from the parent
 FORWARDED = ("device", "threads", "batch_size", "warmup", "repeats", "codec_repeats", "cache_dtype")
 
@@ -85,6 +90,10 @@ def _section(name: str, args: argparse.Namespace, work: Path) -> dict:
         from benchmarks.loading import loading_section
 
         return loading_section(args, work)
+    if name == "tokenization":
+        from benchmarks.tokenization import tokenization_section
+
+        return tokenization_section(args, work)
     from benchmarks.training import compile_section, train_section
 
     if name == "compile":

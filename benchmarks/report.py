@@ -85,6 +85,26 @@ def compile_table(report: dict) -> list[str]:
     return [*lines, ""]
 
 
+def tokenization_table(report: dict) -> list[str]:
+    if "tokenization" not in report:
+        return []
+    figures = report["tokenization"]
+    lines = [
+        f"| corpus tokenization, `encode` of {figures['files']} files "
+        f"({figures['audio_seconds'] / 60:.1f} min of audio) "
+        "| wall time | files/s | audio-hours/hour | vs batch 1 | tokens equal to batch 1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    single = figures["runs"]["batch_1"]["files_per_second"]
+    for name, run in figures["runs"].items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {run['seconds']:.1f} s | {run['files_per_second']:.2f} "
+            f"| {run['audio_hours_per_hour']:.0f} | **{run['files_per_second'] / single:.2f}×** "
+            f"| {100 * run['same_tokens_as_batch_1']:.2f} % |"
+        )
+    return [*lines, ""]
+
+
 def markdown(report: dict) -> str:
     """Every section's table, under a line naming the device."""
     env = report["environment"]
@@ -93,6 +113,6 @@ def markdown(report: dict) -> str:
         + (" — QUICK (tiny models, not representative)" if env["quick"] else ""),
         "",
     ]
-    for table in (training_table, codec_table, loading_table, compile_table):
+    for table in (training_table, codec_table, loading_table, compile_table, tokenization_table):
         lines += table(report)
     return "\n".join(lines)

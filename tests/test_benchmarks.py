@@ -37,6 +37,11 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
         assert report[stage]["speedup"] > 0 and 0 < report[stage]["encoder_share"] < 1
     for op in ("encode", "decode", "resynthesis"):
         assert report["codec"][op]["realtime_factor"] > 0
+    tokenization = report["tokenization"]["runs"]
+    assert set(tokenization) == {"batch_1", "batch_3"}  # no bfloat16 run off CUDA
+    assert all(
+        run["files_per_second"] > 0 and run["same_tokens_as_batch_1"] == 1.0 for run in tokenization.values()
+    )
 
 
 def test_gpu_check_needs_cuda_unless_told_otherwise():

@@ -66,6 +66,7 @@ def test_padded_batches_give_the_tokens_of_single_files(capsys, monkeypatch, spe
         outputs[batch_size] = token_files(out_dir)
         if batch_size > 1:  # the batched path ran, and most files were not redone alone
             assert alone.count(False) == -(-6 // batch_size) and alone.count(True) < 6
+            assert (f"{alone.count(True)} file" in out) == (alone.count(True) > 0)
     assert len(outputs[1]) == 6
     model = FocalCodec.from_pretrained(model_dir).eval()
     for name, record in outputs[1].items():

@@ -59,6 +59,7 @@ class Codec:
         self.codebook_size = self.model.quantizer.codebook_size
         self.token_rate = self.model.token_rate
         self.causal = self.model.causal
+        self.encoded_again = 0  # batched files re-encoded alone near a sign flip
 
     def describe(self) -> str:
         latency = f", {self.model.latency * 1000:g} ms latency" if self.causal else ""
@@ -141,6 +142,7 @@ class Codec:
             for index, lat in enumerate(lats):
                 if lat.float().abs().min() < SIGN_MARGIN:  # a sign could depend on rounding: redo alone
                     toks[index] = self.encode(sigs[index : index + 1])[0]
+                    self.encoded_again += 1
         return toks
 
     def _batch_lats(self, sigs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         resynth = args.command == "resynth"
         run_encode(codec, items, args.batch_size, args.workers, report, resynth, subtype)
+        if codec.encoded_again:
+            lines = [f"{plural(codec.encoded_again, 'file')} re-encoded alone (latents near a sign flip)"]
     for line in report.summary(args.command, time.monotonic() - start, lines):
         print(line)
     return 0 if report.done > 0 else 1
