@@ -19,7 +19,9 @@ Checkpoints (``from_pretrained``, ``to_pretrained``, configs): see ``focalcodec.
 """
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -526,3 +528,32 @@ class FocalCodec(PretrainedMixin, nn.Module):
         The new codec: same outputs, offline and streaming.
         """
         return scripted_copy(self, PARTS, classes)
+
+    def onnx(
+        self,
+        path: str | os.PathLike,
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
+        return_state: bool = False,
+        **export_kwargs: Any,
+    ) -> Path:
+        """Export to ONNX: ``forward`` on whole signals, or (``return_state``, causal models) one streaming
+        step that starts a fresh stream as PyTorch does. Run it with ``focalcodec.onnx_runtime.OnnxCodec``.
+
+        Arguments
+        ---------
+        path : the ``.onnx`` file to write.
+        batch_size : fixed batch size, or ``None`` for a dynamic batch axis.
+        chunk_size : samples per call (stream: a multiple of :attr:`chunk_size`, the default); offline, a
+            fixed input length instead of a dynamic time axis.
+        return_state : export the streaming step, states as inputs ``input_state.i`` and outputs
+            ``output_state.i``.
+        **export_kwargs : passed to ``torch.onnx.export`` (e.g. ``opset_version``).
+
+        Returns
+        -------
+        The path written. Graphs, names and limits: see ``focalcodec.onnx_export``.
+        """
+        from focalcodec.onnx_export import export_onnx
+
+        return export_onnx(self, path, batch_size, chunk_size, return_state, **export_kwargs)

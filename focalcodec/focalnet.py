@@ -378,7 +378,7 @@ class ChunkFeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
         B, T, C = x.shape
-        num_chunks = math.ceil(T / self.chunk_size)
+        num_chunks = (T + self.chunk_size - 1) // self.chunk_size  # integer ops: traced for ONNX export
         chunks = F.pad(x.reshape(B, T * C), (0, (num_chunks * self.chunk_size - T) * C))
         chunks = chunks.reshape(B, num_chunks, self.chunk_size * C)
         chunks = self.dropout(self.out_proj(self.dropout(self.activation(self.in_proj(chunks)))))

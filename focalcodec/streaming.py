@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from focalcodec.checks import check_float
+from focalcodec.chunking import ChunkBuffer, StreamEndedError
 
 __all__ = ["CodecStream", "EndedState", "StreamEndedError", "StreamOutput", "chunk_frames", "run_module"]
 
@@ -40,10 +41,6 @@ returned."""
 
 _STATE_SIZES = {"encoder_state": 3}
 """Entries of each state (1 where not listed)."""
-
-
-class StreamEndedError(RuntimeError):
-    """A streaming call was given the state of a stream that an incomplete chunk has ended."""
 
 
 class EndedState(list):
@@ -163,14 +160,15 @@ class StreamOutput(NamedTuple):
     """(B, m) audio at ``sample_rate_output``, or ``None`` when only encoding."""
 
 
-class CodecStream:
+class CodecStream(ChunkBuffer):
     """Stream waveforms through a causal codec in pieces of any size, hiding the state.
 
     Every whole chunk of ``codec.chunk_size`` samples pushed so far is coded at once (tokens, codes and, if
     ``decode``, its audio); the rest waits for the next push. :meth:`flush` zero-pads the last partial chunk
     (as upstream's demo) and ends the stream. The concatenated outputs equal the offline (full-sequence)
     outputs of the codec on the zero-padded signal, however the signal is split. Runs under ``no_grad``; put
-    the codec in eval mode first.
+    the codec in eval mode first. ``push(samples)`` and ``flush()`` (see ``focalcodec.chunking.ChunkBuffer``)
+    return a :class:`StreamOutput` for the chunks they complete (``t = 0`` when none).
 
     Arguments
     ---------
@@ -199,6 +197,7 @@ class CodecStream:
                 "CodecStream needs a causal codec (all of encoder, compressor, decompressor and decoder "
                 "causal, e.g. focalcodec_50hz_*_causal); a non-causal model cannot be streamed"
             )
+        super().__init__(codec.chunk_size)
         self.codec = codec
         self.decode = decode
         self.knn = {"matching_set": matching_set, "topk": topk, "num_splits": num_splits}
@@ -206,51 +205,19 @@ class CodecStream:
         # then holds at most one window of frames, which bounds the attention's memory.
         window, frames = codec.encoder.window_size, 1 + codec.encoder.lookahead_size
         self._call_size = codec.chunk_size * (max(1, window // frames) if window % frames == 0 else 1)
-        self._pending: torch.Tensor | None = None
         self._states: list = [(), (), (), ()]
-        self._ended = False
 
-    @property
-    def pending(self) -> int:
-        """Samples pushed but not yet coded (less than one chunk)."""
-        return 0 if self._pending is None else self._pending.shape[1]
-
-    def push(self, samples: torch.Tensor) -> StreamOutput:
-        """Add ``samples`` (B, n), any n >= 0, and code every chunk they complete.
-
-        Returns
-        -------
-        The tokens (B, t), codes (B, t, code_dim) and audio (B, m) (or ``None``) of the completed chunks;
-        ``t = 0`` when no chunk was completed.
-        """
-        self._check_open()
+    def _check_samples(self, samples: torch.Tensor) -> torch.Tensor:
         check_float(samples, "samples")
         if samples.ndim != 2:
             raise ValueError(f"samples must have shape (B, n), got {tuple(samples.shape)}")
-        if self._pending is not None and samples.shape[0] != self._pending.shape[0]:
-            raise ValueError(
-                f"samples have {samples.shape[0]} items, the stream has {self._pending.shape[0]}"
-            )
-        buffer = samples if self._pending is None else torch.cat([self._pending, samples], dim=1)
-        whole = buffer.shape[1] // self.codec.chunk_size * self.codec.chunk_size
-        self._pending = buffer[:, whole:]
-        return self._code(buffer[:, :whole])
+        return samples
 
-    def flush(self) -> StreamOutput:
-        """Code the pending samples zero-padded to one chunk (if any are pending) and end the stream."""
-        self._check_open()
-        if self._pending is None:
-            raise ValueError("nothing was pushed: flush needs the batch size of a first push")
-        self._ended = True
-        rest = self._pending
-        if rest.shape[1] > 0:
-            rest = torch.nn.functional.pad(rest, (0, self.codec.chunk_size - rest.shape[1]))
-        self._pending = rest[:, :0]
-        return self._code(rest)
+    def _concat(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return torch.cat([first, second], dim=1)
 
-    def _check_open(self) -> None:
-        if self._ended:
-            raise StreamEndedError("this CodecStream was flushed: make a new one for a new stream")
+    def _zero_pad(self, rest: torch.Tensor, amount: int) -> torch.Tensor:
+        return torch.nn.functional.pad(rest, (0, amount))
 
     @torch.no_grad()
     def _code(self, sig: torch.Tensor) -> StreamOutput:

@@ -11,6 +11,7 @@ the last ``hop_length`` samples of each inverse FFT, so output frame ``t`` only 
 ``<= t``. A causal model can also be run chunk by chunk: pass the returned ``left_contexts`` back in.
 """
 
+import math
 import warnings
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "Vocos",
     "VocosBackbone",
     "check_left_contexts",
+    "irfft_matrix",
 ]
 
 LeftContexts = list[torch.Tensor | None]
@@ -178,6 +180,26 @@ class VocosBackbone(nn.Module):
         return self.output_norm(x), new_contexts
 
 
+def irfft_matrix(n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The real matrix of the inverse real FFT: ``irfft_matrix(N) @ cat([X.real, X.imag])`` equals
+    ``torch.fft.irfft(X, n=N, dim=-2)`` for a (..., N // 2 + 1, T) spectrum ``X`` (as ``irfft``, the imaginary
+    parts of bin 0 and, for even N, bin N / 2 are ignored).
+
+    Returns
+    -------
+    (N, 2 * (N // 2 + 1)) matrix: ``w_k cos(2 pi k n / N) / N`` then ``-w_k sin(2 pi k n / N) / N``, with
+    ``w_k = 2`` except 1 for bins 0 and N / 2; computed in float64, then cast to ``dtype``.
+    """
+    bins = n_fft // 2 + 1
+    k = torch.arange(bins, device=device)
+    angle = (torch.arange(n_fft, device=device)[:, None] * k % n_fft).double() * (2 * math.pi / n_fft)
+    edge = (k == 0) | (2 * k == n_fft)  # bins without a mirrored twin
+    weight = torch.where(edge, 1.0, 2.0).double() / n_fft
+    cos = weight * angle.cos()
+    sin = torch.where(edge, 0.0, -weight * angle.sin())
+    return torch.cat([cos, sin], dim=1).to(dtype)
+
+
 class ISTFT(nn.Module):
     """Inverse STFT of ``n_fft``-point frames spaced ``hop_length`` samples apart, one frame per output hop.
 
@@ -187,6 +209,11 @@ class ISTFT(nn.Module):
 
     Causal: inverse real FFT of every frame and keep its last ``hop_length`` samples (no window, no
     overlap), so output hop ``t`` depends on frame ``t`` only.
+
+    ``use_matmul = True`` (set for ONNX export, which has no inverse FFT or ``fold``) computes the same with a
+    real matrix product (:func:`irfft_matrix`) and an overlap-add of pads and sums: equal up to float
+    rounding (about 1e-6 of the signal's scale), and it takes the spectrum as real and imaginary parts
+    (:meth:`synthesise`).
 
     Arguments
     ---------
@@ -207,6 +234,7 @@ class ISTFT(nn.Module):
         self.hop_length = hop_length
         self.causal = causal
         self.pad = (n_fft - hop_length) // 2
+        self.use_matmul = False
         window = torch.hann_window(n_fft)
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("window_sq", window.square(), persistent=False)
@@ -220,8 +248,35 @@ class ISTFT(nn.Module):
         )
         return sig[:, 0, 0, self.pad : self.pad + T * self.hop_length]
 
+    def _overlap_add_padded(self, frames: torch.Tensor) -> torch.Tensor:
+        """:meth:`_overlap_add` without ``fold``: each frame is cut into ``ceil(n_fft / hop_length)`` hops,
+        which are shifted by pads and summed (ONNX export; same sums, possibly in another order)."""
+        B, T = frames.shape[0], frames.shape[-1]
+        parts = (self.n_fft + self.hop_length - 1) // self.hop_length
+        frames = F.pad(frames, (0, 0, 0, parts * self.hop_length - self.n_fft))
+        frames = frames.reshape(B, parts, self.hop_length, T)
+        sig = F.pad(frames[:, 0], (0, parts - 1))
+        for part in range(1, parts):
+            sig = sig + F.pad(frames[:, part], (part, parts - 1 - part))  # (B, hop, T + parts - 1)
+        sig = sig.transpose(1, 2).reshape(B, (T + parts - 1) * self.hop_length)
+        return sig[:, self.pad : self.pad + T * self.hop_length]
+
+    def synthesise(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
+        """The ``use_matmul`` path: (B, n_fft // 2 + 1, T) real and imaginary parts -> (B, T * hop_length)."""
+        basis = irfft_matrix(self.n_fft, real.dtype, real.device)  # (n_fft, 2 * bins)
+        spec = torch.cat([real, imag], dim=1)
+        if self.causal:
+            frames = torch.matmul(basis[self.n_fft - self.hop_length :], spec)  # (B, hop, T)
+            return frames.transpose(1, 2).flatten(start_dim=1)
+        frames = torch.matmul(basis * self.window[:, None], spec)  # windowed frames (B, n_fft, T)
+        T = frames.shape[-1]
+        envelope = self._overlap_add_padded(self.window_sq[None, :, None].expand(1, self.n_fft, T))
+        return self._overlap_add_padded(frames) / envelope
+
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         """(B, n_fft // 2 + 1, T) complex spectrum -> (B, T * hop_length) waveform."""
+        if self.use_matmul:
+            return self.synthesise(spec.real, spec.imag)
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=1, norm="backward")  # (B, n_fft, T)
         if self.causal:
             return frames[:, self.n_fft - self.hop_length :].transpose(1, 2).flatten(start_dim=1)
@@ -256,7 +311,10 @@ class ISTFTHead(nn.Module):
         spectrum = self.proj(x).float().transpose(1, 2)
         logmag, phase = spectrum.chunk(2, dim=1)  # 2 x (B, n_fft // 2 + 1, T)
         mag = logmag.exp().clamp(max=100.0)
-        return self.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)))
+        real, imag = mag * torch.cos(phase), mag * torch.sin(phase)
+        if self.istft.use_matmul:  # no complex tensors (ONNX export)
+            return self.istft.synthesise(real, imag)
+        return self.istft(torch.complex(real, imag))
 
 
 @remembers_config

@@ -327,14 +327,18 @@ class TransformerEncoder(nn.Module):
     ) -> torch.Tensor:
         """Relative position bias (H, T, S) between queries and keys at the given frame positions.
 
-        Only the ``T + S - 1`` distinct relative positions are embedded; the matrix is a strided copy.
+        Only the ``T + S - 1`` distinct relative positions are embedded; the matrix gathers from them (an
+        index gather rather than ``unfold``, which ONNX export cannot express for traced sizes).
         """
         device = self.relative_embedding.weight.device
         lowest = key_start - (query_start + num_queries - 1)
         relative = torch.arange(lowest, lowest + num_queries + num_keys - 1, device=device)
         buckets = relative_position_bucket(relative, self.num_buckets, self.max_distance)
         values = self.relative_embedding(buckets).transpose(0, 1)  # (H, T + S - 1): r = lowest + m
-        return values.unfold(-1, num_keys, 1).flip(-2)  # [h, i, j] = values[h, j - i + T - 1]
+        offsets = (
+            torch.arange(num_keys, device=device)[None, :] - torch.arange(num_queries, device=device)[:, None]
+        )
+        return values[:, offsets + num_queries - 1]  # [h, i, j] = values[h, j - i + T - 1]
 
     def causal_mask(
         self, curr_pos: torch.Tensor, num_cached: int, num_new: int, dtype: torch.dtype
