@@ -29,6 +29,11 @@ depend on batching. ``decode`` batches files of identical token length only (the
 would see padding). ``--precision bfloat16`` (or ``float16`` on CUDA) autocasts the model: faster on GPUs,
 with tokens that may differ from float32's.
 
+``onnx`` writes a codec as an ONNX file (``--streaming``: a causal model's streaming step, states as inputs
+and outputs) and checks it against PyTorch on ONNX Runtime (``focalcodec.onnx_runtime`` runs it)::
+
+    python -m focalcodec.cli onnx --model lucadellalib/focalcodec_50hz_2k_causal --output s.onnx --streaming
+
 ``--streaming`` (causal models) codes each file chunk by chunk with carried state, as a live stream, and
 prints the latency of each chunk (p50 / p95 / max) and the real-time factor; ``--realtime`` also paces the
 stream (each chunk coded once it would have arrived). The files written equal the offline command's.

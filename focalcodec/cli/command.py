@@ -13,6 +13,7 @@ from focalcodec.cli.batched import run_decode, run_encode
 from focalcodec.cli.codec import PRECISIONS, Codec, load_codec
 from focalcodec.cli.files import TOKEN_SUFFIX, Report, UsageError, collect, plural
 from focalcodec.cli.streaming import run_streaming
+from focalcodec.cli.to_onnx import run_onnx
 
 __all__ = ["main", "parse_args"]
 
@@ -58,6 +59,25 @@ def _add_arguments(sub: argparse.ArgumentParser, command: str) -> None:
         )
 
 
+def _add_onnx_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--model", required=True, help="official-format folder or Hub id, e.g. lucadellalib/focalcodec_50hz"
+    )
+    sub.add_argument("--output", required=True, help="the .onnx file to write (weights over 1 GiB: + .data)")
+    sub.add_argument(
+        "--streaming",
+        action="store_true",
+        help="export the streaming step of a causal model (states as inputs and outputs)",
+    )
+    sub.add_argument("--batch_size", type=int, help="a fixed batch size (default: a dynamic batch axis)")
+    sub.add_argument(
+        "--chunk_size",
+        type=int,
+        help="samples per call: streaming, a multiple of the model's chunk (default one chunk); offline, a "
+        "fixed input length (default: a dynamic time axis)",
+    )
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m focalcodec.cli",
@@ -66,9 +86,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     for command, text in HELPS.items():
         _add_arguments(commands.add_parser(command, help=text, description=text), command)
+    text = "a codec -> an ONNX file (offline or streaming), checked against PyTorch on ONNX Runtime"
+    _add_onnx_arguments(commands.add_parser("onnx", help=text, description=text))
     args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error("--batch_size must be >= 1")
+    for option in ("batch_size", "chunk_size"):
+        if getattr(args, option, None) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option} must be >= 1")
+    if args.command == "onnx":
+        return args
     if getattr(args, "workers", 0) < 0:
         parser.error("--workers must be >= 0")
     if args.realtime and not args.streaming:
@@ -109,8 +134,21 @@ def _setup(args: argparse.Namespace) -> tuple[list, Codec]:
     return items, codec
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    """The ``onnx`` command."""
+    try:
+        codec = load_codec(args.model, torch.device("cpu"))
+        print(f"Model {codec.describe()}")
+        return run_onnx(codec, Path(args.output), args.streaming, args.batch_size, args.chunk_size)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "onnx":
+        return _export_onnx(args)
     start = time.monotonic()
     try:
         items, codec = _setup(args)
