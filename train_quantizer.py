@@ -16,7 +16,6 @@ from typing import ClassVar, NamedTuple
 import speechbrain as sb
 import torch
 
-from focalcodec.audio import fit_length
 from utils.brain import CodecBrain
 from utils.finetune import init_from_pretrained
 from utils.metrics import CodeUsage
@@ -50,12 +49,18 @@ class Quantization(CodecBrain):
     def compute_forward(self, batch, stage: sb.Stage) -> QuantizerOutput:
         """Features -> latents -> binary codes (straight-through) -> features."""
         batch = batch.to(self.device)
-        feats, lens = self.features(batch, stage)[:2]  # cached, or the frozen encoder on the waveform
-        lats = self.modules.compressor(feats)[0]
+        feats, inputs, lens = self.targets_and_inputs(batch, stage)
+        lats = self.modules.compressor(inputs)[0]
         codes, toks, aux_loss = self.modules.quantizer(lats)
         # Up-scaling restores at least T frames (more when T is not a multiple of the factor)
         hyp_feats = self.modules.decompressor(codes)[0][:, : feats.shape[1]]
         return QuantizerOutput(feats, hyp_feats, toks, aux_loss, lens)
+
+    def targets_and_inputs(self, batch, stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, D) target features, (B, T', D) compressor input and (B,) relative lengths: here both are
+        the frozen encoder's features (cached, or computed on the waveform)."""
+        feats, lens = self.features(batch, stage)[:2]
+        return feats, feats, lens
 
     def compute_objectives(self, predictions: QuantizerOutput, batch, stage: sb.Stage) -> torch.Tensor:
         """Masked feature MSE + entropy loss (the original objective)."""
@@ -69,16 +74,15 @@ class Quantization(CodecBrain):
     @torch.no_grad()
     def evaluate_batch(self, batch, stage: sb.Stage) -> torch.Tensor:
         """Loss and code usage; with a trained decoder also resynthesis from quantized (``hyp``) and
-        continuous (``rec``) features, written next to the reference (``ref``)."""
+        target (``rec``) features, written next to the reference (``ref``)."""
         with self.evaluation_ctx:
             predictions = self.compute_forward(batch, stage)
             loss = self.compute_objectives(predictions, batch, stage)
         sig, lens = batch.sig
         signals = {"ref": sig}
         if self.hparams.decoder is not None:
-            decoder = self.hparams.decoder
-            signals["hyp"] = fit_length(decoder(predictions.hyp_feats.float())[0], sig.shape[-1])
-            signals["rec"] = fit_length(decoder(predictions.feats.float())[0], sig.shape[-1])
+            signals["hyp"] = self.synthesize(predictions.hyp_feats, sig.shape[-1])
+            signals["rec"] = self.synthesize(predictions.feats, sig.shape[-1])
             self.score_audio(batch.id, signals["hyp"], sig, lens)
         self.save_audios(batch.id, lens, **signals)
         return loss.detach().cpu()
@@ -91,35 +95,13 @@ class Quantization(CodecBrain):
             logger.info("No --decoder_checkpoint: no resynthesized audio, so no audio-quality metrics")
             self.quality = None
 
-    def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
-        """Log; after validation anneal the learning rate (NewBob) and checkpoint (best by loss)."""
-        stats = {"loss": stage_loss, **self.tracked_means()}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            if epoch % self.hparams.valid_freq != 0:
-                self.hparams.train_logger.log_stats(
-                    stats_meta={"epoch": epoch, "steps": self.optimizer_step}, train_stats=stats
-                )
-            return
-        stats["code_usage"] = self.code_usage.summarize("usage")
-        stats["code_entropy"] = self.code_usage.summarize("entropy")
-        stats.update(self.quality_stats(stage))
-        if stage == sb.Stage.VALID:
-            _, lr = self.hparams.scheduler(stage_loss)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "steps": self.optimizer_step, "lr": lr},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
-            # On every process: SpeechBrain synchronises them and writes on the main one only
-            self.checkpointer.save_and_keep_only(
-                meta={"loss": stage_loss}, min_keys=["loss"], num_to_keep=self.hparams.keep_checkpoints
-            )
-        else:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
-            )
+    def evaluation_stats(self, stage: sb.Stage) -> dict[str, float]:
+        """Code usage and entropy (%) over the whole set, and the audio-quality figures if scored."""
+        return {
+            "code_usage": self.code_usage.summarize("usage"),
+            "code_entropy": self.code_usage.summarize("entropy"),
+            **self.quality_stats(stage),
+        }
 
 
 # With the feature cache, training reads the features alone (no audio)

@@ -8,10 +8,11 @@ from typing import ClassVar, NamedTuple
 
 import speechbrain as sb
 import torch
+import torchaudio
 from speechbrain.dataio.dataio import write_audio
 from speechbrain.utils.distributed import if_main_process
 
-from focalcodec.audio import absolute_lengths
+from focalcodec.audio import absolute_lengths, fit_length
 from utils.metrics import QualityMetrics
 
 __all__ = ["CodecBrain", "Features"]
@@ -87,10 +88,33 @@ class CodecBrain(sb.Brain):
             if module is not None:  # e.g. no decoder to listen through
                 module.to(self.device).eval()
 
+    @property
+    def frozen_features(self) -> torch.nn.Module:
+        """The frozen module whose output the stage reads (and the feature cache stores): ``frozen_features``
+        of the YAML when it has one (e.g. a teacher's layer outputs, utils/distillation.py), else
+        ``encoder``. Called as ``module(sig, length=lens)[0]``."""
+        return getattr(self.hparams, "frozen_features", None) or self.hparams.encoder
+
     @torch.no_grad()
     def extract_feats(self, sig: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        """Frozen WavLM6 features of a padded batch: (B, N) -> (B, T, D)."""
-        return self.hparams.encoder(sig, length=lens)[0]
+        """Frozen features of a padded batch: (B, N) -> (B, T, D). A waveform at another rate than the
+        encoder's (the 24 kHz targets of a WaveNeXt decoder stage) is resampled for it first."""
+        module = self.frozen_features
+        if self.hparams.sample_rate != module.sample_rate:
+            sig = torchaudio.functional.resample(sig, self.hparams.sample_rate, module.sample_rate)
+        return module(sig, length=lens)[0]
+
+    @torch.no_grad()
+    def synthesize(self, feats: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """(B, T, D) features -> (B, num_samples) audio at ``sample_rate`` through the frozen ``decoder``,
+        resampled from the decoder's own rate when it differs (a WaveNeXt with hop 480 on 50 Hz frames
+        speaks at 24 kHz), then fitted to ``num_samples``."""
+        encoder, decoder = self.hparams.encoder, self.hparams.decoder
+        audio = decoder(feats.float())[0]
+        rate = encoder.sample_rate * decoder.upsample_factor // encoder.downsample_factor
+        if rate != self.hparams.sample_rate:
+            audio = torchaudio.functional.resample(audio, rate, self.hparams.sample_rate)
+        return fit_length(audio, num_samples)
 
     def features(self, batch, stage: sb.Stage) -> Features:
         """The batch's frozen-encoder features: read from the feature cache when the batch carries them
@@ -117,6 +141,39 @@ class CodecBrain(sb.Brain):
         if epoch % self.hparams.valid_freq == 0:
             super()._fit_valid(valid_set, epoch, enable)
 
+    def evaluation_stats(self, stage: sb.Stage) -> dict[str, float]:
+        """Figures a validation or test stage logs besides the loss and the tracked means (none here)."""
+        return {}
+
+    def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
+        """Log; after validation anneal the learning rate (NewBob on the validation loss) and checkpoint
+        (the best by loss kept). Every stage but the decoder's, whose scheduler steps per epoch."""
+        stats = {"loss": stage_loss, **self.tracked_means()}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            if epoch % self.hparams.valid_freq != 0:
+                self.hparams.train_logger.log_stats(
+                    stats_meta={"epoch": epoch, "steps": self.optimizer_step}, train_stats=stats
+                )
+            return
+        stats.update(self.evaluation_stats(stage))
+        if stage == sb.Stage.VALID:
+            _, lr = self.hparams.scheduler(stage_loss)
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "steps": self.optimizer_step, "lr": lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            # On every process: SpeechBrain synchronises them and writes on the main one only
+            self.checkpointer.save_and_keep_only(
+                meta={"loss": stage_loss}, min_keys=["loss"], num_to_keep=self.hparams.keep_checkpoints
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
         """Reset the per-stage audio counter, running statistics and quality metrics."""
         self.saved_audios = 0
@@ -129,8 +186,8 @@ class CodecBrain(sb.Brain):
         """The audio-quality metrics when this stage computes them (always at test with
         ``compute_metrics``, at validation every ``valid_metrics_every`` epochs). Built once: the
         models load at the first scored batch and are reused by later stages."""
-        every = self.hparams.valid_metrics_every
-        wanted = (stage == sb.Stage.TEST and self.hparams.compute_metrics) or (
+        every = getattr(self.hparams, "valid_metrics_every", 0)  # stages without audio have neither key
+        wanted = (stage == sb.Stage.TEST and getattr(self.hparams, "compute_metrics", False)) or (
             stage == sb.Stage.VALID and every > 0 and epoch is not None and epoch % every == 0
         )
         if not wanted:

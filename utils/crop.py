@@ -58,13 +58,16 @@ def random_feature_crop(
 
 
 def crop_seconds(hparams: dict) -> float:
-    """Shortest training utterance that holds a whole crop of encoder frames (shorter ones are dropped)."""
+    """Shortest training utterance that holds a whole crop of encoder frames (shorter ones are dropped).
+
+    Counted in samples at the encoder's rate (16 kHz), whatever the rate of the target audio: a 150-frame
+    crop needs 48080 samples at 16 kHz (3.005 s), which hold the 72000 samples of its 24 kHz target."""
     if hparams["segment_size_feats"] is None:
         return 0.0
     samples = min_crop_samples(
         hparams["segment_size_feats"], hparams["encoder_kernel_sizes"], hparams["encoder_strides"]
     )
-    return samples / hparams["sample_rate"]
+    return samples / hparams["encoder"].sample_rate
 
 
 def cached_crop(hparams: dict) -> tuple[int, int] | None:

@@ -110,7 +110,7 @@ def parse_train_log(path: str | Path) -> list[dict[str, float]]:
     """Each line of a ``train_log.txt`` as ``{"epoch": 1.0, "train loss": ..., "valid loss": ...}``."""
     rows = []
     for line in Path(path).read_text().splitlines():
-        pairs = re.findall(r"([A-Za-z_ -]+): ([-+0-9.e]+|nan|inf)", line)
+        pairs = re.findall(r"([A-Za-z][A-Za-z0-9_ -]*): ([-+0-9.e]+|nan|inf)", line)
         rows.append({key.strip(" -"): float(value) for key, value in pairs})
     return rows
 

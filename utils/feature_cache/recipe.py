@@ -68,9 +68,11 @@ def prepare_feature_caches(
 
     Arguments
     ---------
-    hparams : the loaded YAML: ``encoder`` (weights loaded), ``encoder_*``, ``sample_rate``,
-        ``feature_cache_folder``, ``feature_cache_dtype``, ``feature_cache_stages`` and
-        ``feature_cache_shard_mb``.
+    hparams : the loaded YAML: ``encoder`` (weights loaded), ``encoder_*``, ``feature_cache_folder``,
+        ``feature_cache_dtype``, ``feature_cache_stages``, ``feature_cache_shard_mb`` and optionally
+        ``frozen_features``, the module cached instead of the encoder (e.g. a teacher's layer outputs,
+        utils/distillation.py). The audio is loaded at the rate of the module cached (16 kHz), whatever
+        the stage's ``sample_rate``.
     datasets : stage -> DynamicItemDataset (after filtering: only the utterances used are cached).
     device : where the encoder runs while building.
 
@@ -81,8 +83,8 @@ def prepare_feature_caches(
     from focalcodec.audio import load_audio
 
     check_feature_cache_options(hparams)
-    encoder = hparams["encoder"]
-    sample_rate = hparams["sample_rate"]
+    encoder = hparams.get("frozen_features") or hparams["encoder"]
+    sample_rate = encoder.sample_rate
     digest = encoder_fingerprint(encoder)
     config = encoder_config(hparams)
     caches = {}
