@@ -20,15 +20,22 @@ import torch
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
 from focalcodec.hub import looks_like_hub_id
-from utils.run_folder import PARTS_FILE, Part, RunFolder
+from utils.run_folder import Part, RunFolder, is_run
 
-__all__ = ["PretrainedCodec", "PretrainedMismatchError", "init_from_pretrained", "pretrained_codec"]
+__all__ = [
+    "PretrainedCodec",
+    "PretrainedMismatchError",
+    "init_from_pretrained",
+    "pretrained_codec",
+    "setting_mismatches",
+]
 
 logger = logging.getLogger(__name__)
 
 # keyword -> (codec part, prefix of the YAML settings of that module)
 MODULE_KEYWORDS = {
     "encoder": ("encoder", "encoder_"),
+    "student_encoder": ("encoder", "student_encoder_"),  # a trained encoder (FocalCodec-Stream joint stage)
     "compressor": ("compressor", "compressor_"),
     "quantizer": ("quantizer", "quantizer_"),
     "decompressor": ("decompressor", "decompressor_"),
@@ -55,25 +62,17 @@ class PretrainedCodec:
     encoder_weights: dict[str, Any] | None
 
 
-def _is_run(source: str) -> bool:
-    path = Path(source)
-    return path.exists() and any(
-        (folder / PARTS_FILE).is_file() or (folder / "hyperparams.yaml").is_file()
-        for folder in (path, *path.parents[:3])
-    )
-
-
 def pretrained_codec(
     source: str | os.PathLike, hf_kwargs: Mapping[str, Any] | None = None
 ) -> PretrainedCodec:
     """Read a pretrained codec (see the module docstring) as parts and weights."""
     source = os.fspath(source)
-    if "+" in source and all(_is_run(run) for run in source.split("+", 1)):
+    if "+" in source and all(is_run(run) for run in source.split("+", 1)):
         from utils.export import codec_from_runs
 
         codec = codec_from_runs(*source.split("+", 1), allow_random_encoder=True)
         return _from_codec(source, codec, _run_encoder_weights(RunFolder.read(source.split("+", 1)[0])))
-    if _is_run(source):
+    if is_run(source):
         run = RunFolder.read(source)
         checkpoint = run.checkpoint()
         state = {"encoder": run.encoder_state_dict()}
@@ -116,10 +115,15 @@ def _yaml_settings(part: Part, prefix: str) -> dict[str, Any]:
     return settings
 
 
-def _setting_mismatches(settings: Mapping[str, Any], hparams: Mapping[str, Any]) -> list[str]:
+def setting_mismatches(
+    part: Part, prefix: str, hparams: Mapping[str, Any], ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """One line ``<prefix><setting>: <pretrained value>  # YAML has <value>`` per ``<prefix>*`` setting of
+    ``hparams`` that changes what the module computes and differs from ``part``'s config (settings in
+    ``ignore`` left out)."""
     mismatches = []
-    for key, value in settings.items():
-        if key in hparams and key.split("_", 1)[1] not in TRAINING_ONLY:
+    for key, value in _yaml_settings(part, prefix).items():
+        if key in hparams and key not in ignore and key.removeprefix(prefix) not in TRAINING_ONLY:
             current = list(hparams[key]) if isinstance(hparams[key], tuple) else hparams[key]
             if current != value:
                 mismatches.append(f"{key}: {value!r}  # YAML has {hparams[key]!r}")
@@ -163,8 +167,9 @@ def init_from_pretrained(
     hparams : the recipe's hyperparameters; when given, every ``<module>_*`` setting that changes what the
         module computes must equal the pretrained config (an error lists the lines to put in the YAML).
     hf_kwargs : passed to ``huggingface_hub.hf_hub_download`` (``revision``, ``cache_dir``, ...).
-    **modules : which modules to initialise: ``encoder``, ``compressor``, ``decompressor``, ``decoder``
-        (the quantizer stage's Vocos) or ``generator`` (the decoder stage's Vocos), each loaded strictly
+    **modules : which modules to initialise: ``encoder``, ``student_encoder`` (a trained encoder, its settings
+        ``student_encoder_*``), ``compressor``, ``decompressor``, ``decoder`` (the quantizer stage's Vocos)
+        or ``generator`` (the decoder stage's Vocos), each loaded strictly
         from the codec's weights of that part. ``quantizer`` (no weights) is only checked for its bits. A
         module whose part the source does not have (e.g. a decoder from a quantizer run) is an error.
 
@@ -184,7 +189,7 @@ def init_from_pretrained(
     for keyword in modules:
         part_name, prefix = MODULE_KEYWORDS[keyword]
         if hparams is not None:
-            mismatches += _setting_mismatches(_yaml_settings(pretrained.parts[part_name], prefix), hparams)
+            mismatches += setting_mismatches(pretrained.parts[part_name], prefix, hparams)
     if mismatches:
         raise PretrainedMismatchError(
             f"The YAML settings do not match the pretrained codec {source}; set:\n  "

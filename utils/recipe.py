@@ -181,14 +181,17 @@ def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoin
     hparams = recipe.hparams
     if if_main_process():
         parts = {name: part_of(hparams[key], key) for name, key in brain_class.trained_parts.items()}
-        parts = {"encoder": part_of(hparams["encoder"]), **parts}
+        frozen = part_of(hparams["encoder"])
+        # A stage that trains the encoder part (distillation, joint) records its frozen encoder as the teacher
+        teacher = frozen if "encoder" in parts else None
         write_run_folder(
             hparams["output_folder"],
             brain_class.stage,
-            parts,
+            {"encoder": frozen, **parts},
             hparams["encoder"],
             recipe.encoder_weights,
             best_checkpoint,
+            teacher,
         )
     brain = brain_class(
         modules=hparams["modules"],

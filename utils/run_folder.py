@@ -4,19 +4,24 @@
 Besides SpeechBrain's files (``hyperparams.yaml``, ``train_log.txt``, ``save/CKPT+*/``), each stage writes,
 on the main process before training, ``parts.json``::
 
-    {"format": 1, "stage": "quantizer" | "decoder",
+    {"format": 1, "stage": "quantizer" | "decoder" | "posemb" | "encoder" | "joint",
      "parts": {"encoder": {"name": "WavLM", "config": {...}},
                "compressor": {"name": "FocalEncoder", "config": {...}, "recoverable": "compressor"}, ...},
+     "teacher": {"name": "WavLM", "config": {...}},   # only when the encoder part is trained (see below)
      "encoder_weights": {"random_init": true, "file": "encoder.safetensors"}   # a random encoder, saved
                      or {"checkpoint": "/abs/path/wavlm6.pt"} or {"hub": "lucadellalib/focalcodec_50hz"},
      "encoder_sha256": "...",          # fingerprint of the frozen encoder's weights
      "best": {"min_key": "loss"}}      # how the stage picks its best checkpoint
 
 Each part is in the official ``FocalCodec`` form (``<part>_name`` / ``<part>_config``); ``recoverable`` names
-the trained part's file in each checkpoint folder (``CKPT+*/<recoverable>.ckpt``). A randomly initialised
-encoder (smoke runs) is saved as ``encoder.safetensors``. Runs made before this file existed are read from
-their ``hyperparams.yaml`` by :mod:`utils.legacy_runs` (clearly logged), except that a random encoder cannot
-be recovered that way: rerunning the training command once writes the missing files.
+the trained part's file in each checkpoint folder (``CKPT+*/<recoverable>.ckpt``). ``encoder_weights`` and
+``encoder_sha256`` describe the stage's **frozen** encoder, whose features its outputs are trained on: the
+``encoder`` part itself, or, in the FocalCodec-Stream stages that train an encoder (distillation, joint
+fine-tuning), the frozen ``teacher`` (the ``encoder`` part is then a trained one, with its recoverable). A
+randomly initialised frozen encoder (smoke runs) is saved as ``encoder.safetensors``. Runs made before this
+file existed are read from their ``hyperparams.yaml`` by :mod:`utils.legacy_runs` (clearly logged), except
+that a random encoder cannot be recovered that way: rerunning the training command once writes the missing
+files.
 """
 
 import logging
@@ -38,6 +43,7 @@ __all__ = [
     "Part",
     "RunFolder",
     "RunFolderError",
+    "is_run",
     "load_decoder",
     "part_of",
     "write_run_folder",
@@ -66,6 +72,16 @@ class Part:
         return REGISTRY[self.name](**self.config)
 
 
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a training run's output folder, or a folder or file inside one (its save folder,
+    a ``CKPT+*`` folder, a checkpoint file)."""
+    path = Path(path)
+    return path.exists() and any(
+        (folder / PARTS_FILE).is_file() or (folder / "hyperparams.yaml").is_file()
+        for folder in (path, *path.parents[:3])
+    )
+
+
 def part_of(module: nn.Module, recoverable: str | None = None) -> Part:
     """The :class:`Part` of a built module (SpeechBrain's training BSQ maps to the inference BSQ)."""
     if hasattr(module, "config"):
@@ -82,8 +98,10 @@ def write_run_folder(
     encoder: nn.Module,
     encoder_weights: dict[str, Any],
     best: dict[str, str],
+    teacher: Part | None = None,
 ) -> Path:
-    """Write ``parts.json`` (and ``encoder.safetensors`` for a random encoder) into a run's output folder."""
+    """Write ``parts.json`` (and ``encoder.safetensors`` for a random encoder) into a run's output folder.
+    ``encoder`` is the frozen encoder (the ``teacher`` part when given, else the ``encoder`` part)."""
     from safetensors.torch import save_file
 
     from utils.feature_cache import encoder_fingerprint
@@ -97,6 +115,7 @@ def write_run_folder(
         "format": FORMAT,
         "stage": stage,
         "parts": {name: _part_json(part) for name, part in parts.items()},
+        **({"teacher": _part_json(teacher)} if teacher is not None else {}),
         "encoder_weights": encoder_weights,
         "encoder_sha256": encoder_fingerprint(encoder),
         "best": best,
@@ -122,6 +141,7 @@ class RunFolder:
     encoder_weights: dict[str, Any]
     encoder_sha256: str | None
     best: dict[str, str] = field(default_factory=dict)
+    teacher: Part | None = None  # the frozen encoder when the encoder part is trained
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "RunFolder":
@@ -135,8 +155,9 @@ class RunFolder:
             if (folder / PARTS_FILE).is_file():
                 record = json.loads((folder / PARTS_FILE).read_text())
                 parts = {name: Part(**part) for name, part in record["parts"].items()}
+                teacher = Part(**record["teacher"]) if "teacher" in record else None
                 return cls(folder, path, record["stage"], parts, record["encoder_weights"],
-                           record.get("encoder_sha256"), record.get("best", {}))  # fmt: skip
+                           record.get("encoder_sha256"), record.get("best", {}), teacher)  # fmt: skip
             if (folder / "hyperparams.yaml").is_file():
                 from utils.legacy_runs import legacy_run_folder
 
@@ -150,12 +171,19 @@ class RunFolder:
     def random_encoder(self) -> bool:
         return bool(self.encoder_weights.get("random_init"))
 
-    def require_stage(self, stage: str) -> None:
-        """Raise a clear error unless this is a run of ``stage``."""
-        if self.stage != stage:
+    @property
+    def frozen_encoder(self) -> Part:
+        """The frozen encoder whose weights ``encoder_weights`` gives: the teacher, or the encoder part."""
+        return self.teacher or self.parts["encoder"]
+
+    def require_stage(self, *stages: str) -> None:
+        """Raise a clear error unless this is a run of one of ``stages``."""
+        if self.stage not in stages:
+            article = {stage: "an" if stage[0] in "aeiou" else "a" for stage in (self.stage, *stages)}
+            wanted = " or ".join(f"{article[stage]} {stage}-stage run" for stage in stages)
             raise RunFolderError(
-                f"{self.folder} is a {self.stage}-stage run, not a {stage}-stage run "
-                "(did you swap the quantizer and decoder runs?)"
+                f"{self.folder} is {article[self.stage]} {self.stage}-stage run, not {wanted} "
+                "(did you swap two runs?)"
             )
 
     def checkpoint(self, which: str = "best") -> Path:
@@ -191,13 +219,13 @@ class RunFolder:
                 f"folder did not keep: run its training command once more (it resumes from the last "
                 f"checkpoint and writes {ENCODER_FILE} and {PARTS_FILE}), then try again"
             )
-        return encoder_state_dict(self.parts["encoder"].build(), **weights)
+        return encoder_state_dict(self.frozen_encoder.build(), **weights)
 
     def check_encoder(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Raise unless ``state`` is the encoder this run was trained on (if its fingerprint is recorded)."""
         from utils.feature_cache import encoder_fingerprint
 
-        encoder = self.parts["encoder"].build()
+        encoder = self.frozen_encoder.build()
         encoder.load_state_dict(state, strict=True)
         if self.encoder_sha256 is not None and encoder_fingerprint(encoder) != self.encoder_sha256:
             raise RunFolderError(f"{source} are not the encoder weights {self.folder} was trained on")
