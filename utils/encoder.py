@@ -17,6 +17,7 @@ from speechbrain.utils.distributed import run_on_main
 from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
 from focalcodec.files import atomic_write
 from focalcodec.hub import WEIGHT_FILES, Location, weight_file
+from utils.run_folder import is_run
 
 __all__ = [
     "WAVLM6_HUB_ID",
@@ -109,7 +110,9 @@ def load_frozen_encoder(
     Arguments
     ---------
     encoder : the WavLM built from the YAML; it is put in eval mode with ``requires_grad=False``.
-    checkpoint : local weights (see :func:`wavlm6_state_dict`); when ``None`` the cached download is used.
+    checkpoint : local weights (see :func:`wavlm6_state_dict`), or the output folder of the FocalCodec-Stream
+        encoder-distillation stage (its best student, see :func:`utils.stream_chain.distilled_encoder_file`);
+        when ``None`` the cached download is used.
     cache_folder : where ``wavlm6.pt`` is cached (the Hugging Face cache by default).
     hub_id : the released codec whose encoder is taken.
     random_init : keep the random initialisation (smoke runs and tests only).
@@ -128,6 +131,10 @@ def load_frozen_encoder(
             "are meaningless; use this for smoke runs and tests only.\n" + "!" * 80
         )
         return {"random_init": True}
+    if checkpoint is not None and is_run(checkpoint):
+        from utils.stream_chain import distilled_encoder_file
+
+        checkpoint = str(distilled_encoder_file(checkpoint, encoder))
     encoder.load_state_dict(encoder_state_dict(encoder, checkpoint, hub_id, cache_folder), strict=True)
     if checkpoint is not None:
         logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")
