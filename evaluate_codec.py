@@ -9,7 +9,9 @@ A model is ``NAME=SPEC``: SPEC is an official-format folder or Hugging Face Hub 
 written by the recipe (``save/test.json``) or a folder of audio files. Each row gives the token rate,
 bitrate, UTMOS (or DNSMOS when UTMOS cannot be loaded: the column is then named so), dWER/dCER
 (Whisper-small), speaker similarity, code usage and normalised entropy; the first row scores the input
-audio itself.
+audio itself. A codec whose output rate differs from its input rate (FocalCodec-Stream: 16 kHz in, 24 kHz
+out) is scored on its output resampled to the input rate. With ``--streaming`` every causal model also gets
+a row scored chunk by chunk, as it streams (``NAME-streaming``).
 """
 
 import argparse
@@ -36,6 +38,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--whisper_source", default="openai/whisper-small")
     parser.add_argument("--sv_source", default="microsoft/wavlm-base-sv")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="also score every causal model chunk by chunk with carried state (row NAME-streaming)",
+    )
     parser.add_argument(
         "--allow_random_encoder",
         action="store_true",
@@ -81,6 +88,12 @@ def main(argv: list[str]) -> int:
     for name, spec in models:
         codec = load_model(spec, args.allow_random_encoder)
         rows.append(evaluate_codec(name, codec, utterances, suite, args.device))
+        if args.streaming and codec.causal:
+            rows.append(
+                evaluate_codec(f"{name}-streaming", codec, utterances, suite, args.device, streaming=True)
+            )
+        elif args.streaming:
+            logging.info(f"{name} is not causal: it cannot stream, so it has no streaming row")
     markdown, table = write_table(rows, args.output)
     print(markdown.read_text())
     print(f"Wrote {markdown} and {table} ({len(utterances)} utterances)")

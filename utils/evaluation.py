@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torchaudio
 from tqdm import tqdm
 
-from focalcodec.audio import AUDIO_SUFFIXES, load_audio
+from focalcodec.audio import AUDIO_SUFFIXES, fit_length, load_audio
 from focalcodec.codec import FocalCodec
+from focalcodec.streaming import CodecStream
 from utils.metrics import CodeUsage, QualityMetrics
 from utils.metrics.registry import quality_only_metrics
 
@@ -22,6 +24,7 @@ __all__ = [
     "Utterance",
     "evaluate_codec",
     "list_utterances",
+    "resynthesize",
     "score_reference",
     "write_table",
 ]
@@ -71,6 +74,25 @@ def list_utterances(data: str | os.PathLike, max_utterances: int | None = None) 
     return items[:max_utterances] if max_utterances else items
 
 
+def resynthesize(
+    codec: FocalCodec, sig: torch.Tensor, streaming: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens (1, T) and resynthesis (1, N) of a (1, N) waveform, at the input rate (a 24 kHz output is
+    resampled to 16 kHz). ``streaming``: the signal goes through a causal codec chunk by chunk
+    (``codec.chunk_size`` samples at a time, state carried, the last chunk zero-padded), as a live stream."""
+    if streaming:
+        stream = CodecStream(codec)
+        outputs = [stream.push(piece) for piece in sig.split(codec.chunk_size, dim=1)] + [stream.flush()]
+        toks = torch.cat([output.toks for output in outputs], dim=1)
+        rec = torch.cat([output.sig for output in outputs], dim=1)
+        rec = rec[:, : int(sig.shape[1] * codec.sample_rate_output / codec.sample_rate_input)]
+    else:
+        toks, _, rec = codec(sig)
+    if codec.sample_rate_output != codec.sample_rate_input:
+        rec = torchaudio.functional.resample(rec, int(codec.sample_rate_output), codec.sample_rate_input)
+    return toks, fit_length(rec, sig.shape[1])
+
+
 @torch.no_grad()
 def evaluate_codec(
     name: str,
@@ -78,15 +100,17 @@ def evaluate_codec(
     utterances: list[Utterance],
     metrics: QualityMetrics,
     device: str = "cpu",
+    streaming: bool = False,
 ) -> ModelScores:
-    """Encode and resynthesize every utterance (one at a time, so no padding), score the output against
-    the input, and count the tokens over the whole set."""
+    """Encode and resynthesize every utterance (one at a time, so no padding; chunk by chunk when
+    ``streaming``, see :func:`resynthesize`), score the output against the input, and count the tokens
+    over the whole set."""
     codec = codec.to(device).eval()
     usage = CodeUsage(2**codec.quantizer.dim)
     metrics.clear()
     for utt in tqdm(utterances, desc=f"evaluating {name}", dynamic_ncols=True):
         sig = load_audio(utt.path, codec.sample_rate_input)[None].to(device)
-        toks, _, rec = codec(sig)
+        toks, rec = resynthesize(codec, sig, streaming)
         usage.append([utt.id], toks.cpu())
         metrics.append([utt.id], rec.cpu(), sig.cpu())
     rate = codec.token_rate
