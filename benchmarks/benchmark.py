@@ -23,6 +23,9 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
 * ``compile``: eager against ``torch.compile``d cached training steps of both stages (benchmarks/training.py).
 * ``tokenization``: ``python -m focalcodec.cli encode`` of a corpus at batch 1 against batch N: files/s,
   audio-hours/hour, tokens compared (see benchmarks/tokenization.py).
+* ``streaming``: the FocalCodec-Stream codec coded and decoded chunk by chunk (80 ms): latency per chunk
+  (p50 / p95 / max) and real-time factor, PyTorch eager vs TorchScript vs ONNX Runtime (see
+  benchmarks/streaming.py).
 
 Uncached and cached steps are interleaved (one of each, repeatedly) so that drifting machine load hits both
 alike; the figure is the median after warm-up steps. The encoder's share is the median time spent in its
@@ -44,7 +47,7 @@ from pathlib import Path
 from benchmarks.report import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization")
+SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization", "streaming")
 # Options a section's process receives from the parent
 FORWARDED = ("device", "threads", "batch_size", "warmup", "repeats", "codec_repeats", "cache_dtype")
 
@@ -90,6 +93,10 @@ def _section(name: str, args: argparse.Namespace, work: Path) -> dict:
         from benchmarks.loading import loading_section
 
         return loading_section(args, work)
+    if name == "streaming":
+        from benchmarks.streaming import streaming_section
+
+        return streaming_section(args, work)
     if name == "tokenization":
         from benchmarks.tokenization import tokenization_section
 

@@ -21,17 +21,26 @@ __all__ = ["codec_config", "codec_section"]
 PARTS = ("encoder", "compressor", "quantizer", "decompressor", "decoder")
 
 
-def codec_config(quick: bool) -> dict:
-    """The ten ``FocalCodec`` arguments of the recipe's quantizer-stage YAML (release or tiny overrides)."""
-    overrides_file = "hparams/tiny/bsq.yaml" if quick else "hparams/release/bsq.yaml"
-    overrides = read_overrides(
-        f"overrides_file: {overrides_file}\ndata_folder: unused\nencoder_random_init: true"
-    )
-    with open("hparams/bsq.yaml") as stream:
-        hparams = load_hyperpyyaml(stream, overrides)
+def codec_config(quick: bool, stream: bool = False) -> dict:
+    """The ten ``FocalCodec`` arguments of a recipe YAML: the quantizer stage's (release overrides), or with
+    ``stream`` the FocalCodec-Stream joint stage's (its student encoder with the released 2048-frame cache,
+    4096 codes); the tiny settings with ``quick``."""
+    yaml_file, tiny, release = "bsq.yaml", "hparams/tiny/bsq.yaml", "hparams/release/bsq.yaml"
+    names = dict.fromkeys(PARTS)
+    if stream:
+        yaml_file, tiny, release = "stream/joint.yaml", "hparams/tiny/stream/joint.yaml", None
+        names["encoder"] = "student_encoder"
+    overrides = "data_folder: unused\nencoder_random_init: true\n"
+    overrides += "quantizer_checkpoint: unused\nstudent_encoder_max_cached_steps: 2048\n" if stream else ""
+    overrides_file = tiny if quick else release
+    with open(f"hparams/{yaml_file}") as stream_file:
+        hparams = load_hyperpyyaml(
+            stream_file,
+            read_overrides(overrides + (f"overrides_file: {overrides_file}" if overrides_file else "")),
+        )
     config = {}
     for name in PARTS:
-        part = part_of(hparams[name])
+        part = part_of(hparams[names[name] or name])
         config[f"{name}_name"], config[f"{name}_config"] = part.name, part.config
     return config
 

@@ -105,6 +105,26 @@ def tokenization_table(report: dict) -> list[str]:
     return [*lines, ""]
 
 
+def streaming_table(report: dict) -> list[str]:
+    if "streaming" not in report:
+        return []
+    figures = report["streaming"]
+    chunk = figures["chunk_ms"]
+    lines = [
+        f"| streaming, {chunk:g} ms chunks of {figures['audio_seconds']:g} s of audio "
+        f"({figures['num_parameters'] / 1e6:.3g} M parameters), encode + decode | p50 | p95 | max "
+        "| real-time factor | tokens equal to eager |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, run in figures["runtimes"].items():
+        p95 = f"**{run['p95_ms']:.1f} ms**" if run["p95_ms"] < chunk else f"{run['p95_ms']:.1f} ms"
+        lines.append(
+            f"| {name} | {run['p50_ms']:.1f} ms | {p95} | {run['max_ms']:.1f} ms "
+            f"| {run['real_time_factor']:.2f} | {'yes' if run['same_tokens_as_eager'] else 'NO'} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(report: dict) -> str:
     """Every section's table, under a line naming the device."""
     env = report["environment"]
@@ -113,6 +133,7 @@ def markdown(report: dict) -> str:
         + (" — QUICK (tiny models, not representative)" if env["quick"] else ""),
         "",
     ]
-    for table in (training_table, codec_table, loading_table, compile_table, tokenization_table):
+    tables = (training_table, codec_table, loading_table, compile_table, tokenization_table, streaming_table)
+    for table in tables:
         lines += table(report)
     return "\n".join(lines)

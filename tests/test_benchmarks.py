@@ -37,6 +37,11 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
         assert report[stage]["speedup"] > 0 and 0 < report[stage]["encoder_share"] < 1
     for op in ("encode", "decode", "resynthesis"):
         assert report["codec"][op]["realtime_factor"] > 0
+    streaming = report["streaming"]["runtimes"]
+    assert set(streaming) == {"eager", "torchscript", "onnxruntime"}
+    assert all(
+        run["same_tokens_as_eager"] and 0 < run["p50_ms"] <= run["p95_ms"] for run in streaming.values()
+    )
     tokenization = report["tokenization"]["runs"]
     assert set(tokenization) == {"batch_1", "batch_3"}  # no bfloat16 run off CUDA
     assert all(
