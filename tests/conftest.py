@@ -1,5 +1,6 @@
 """Pytest fixtures shared by the whole suite: thread count, and the small corpus and recipe runs that several
-test modules inspect (each run once per session, through the real command line)."""
+test modules inspect (each run once per session, through the real command line): the first recipe's two
+stages, and the five FocalCodec-Stream stages chained as the README chains them."""
 
 from pathlib import Path
 
@@ -58,3 +59,48 @@ def decoder_run(small_corpus, runs) -> Path:
     options += ["--progress_every_steps", "2"]
     run_recipe("train_decoder.py", "vocos.yaml", small_corpus, runs / "vocos", *RUN_ARGS, *options)
     return runs / "vocos"
+
+
+# FocalCodec-Stream: the five stages with small models (hparams/tiny/stream/), one epoch each, every stage
+# given the previous one's output folder as it is
+
+
+@pytest.fixture(scope="session")
+def wavenext_run(small_corpus, runs) -> Path:
+    """Stage 1: the causal WaveNeXt decoder, 24 kHz targets from the 16 kHz encoder's features."""
+    run_recipe("train_decoder.py", "stream/wavenext.yaml", small_corpus, runs / "wavenext", *RUN_ARGS)
+    return runs / "wavenext"
+
+
+@pytest.fixture(scope="session")
+def posemb_run(small_corpus, runs) -> Path:
+    """Stage 2: the causal positional embedding (train-clean-100 only: the corpus has no other split)."""
+    run_recipe("train_posemb.py", "stream/conv_posemb.yaml", small_corpus, runs / "posemb", *QUANTIZER_ARGS)
+    return runs / "posemb"
+
+
+@pytest.fixture(scope="session")
+def wavlm_run(small_corpus, runs, posemb_run) -> Path:
+    """Stage 3: the causal encoder distilled layer by layer, from stage 2's output folder."""
+    extra = ["--student_encoder_posemb_checkpoint", str(posemb_run)]
+    run_recipe("train_encoder.py", "stream/wavlm.yaml", small_corpus, runs / "wavlm", *QUANTIZER_ARGS, *extra)
+    return runs / "wavlm"
+
+
+@pytest.fixture(scope="session")
+def stream_bsq_run(small_corpus, runs, wavlm_run, wavenext_run) -> Path:
+    """Stage 4: causal compressor, 12-bit BSQ, decompressor on stage 3's frozen encoder, listening
+    through stage 1's decoder."""
+    extra = ["--encoder_checkpoint", str(wavlm_run), "--decoder_checkpoint", str(wavenext_run)]
+    run_recipe(
+        "train_quantizer.py", "stream/bsq.yaml", small_corpus, runs / "stream_bsq", *QUANTIZER_ARGS, *extra
+    )
+    return runs / "stream_bsq"
+
+
+@pytest.fixture(scope="session")
+def joint_run(small_corpus, runs, stream_bsq_run, wavenext_run) -> Path:
+    """Stage 5: joint fine-tuning from stage 4's output folder, listening through stage 1's decoder."""
+    extra = ["--quantizer_checkpoint", str(stream_bsq_run), "--decoder_checkpoint", str(wavenext_run)]
+    run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, runs / "joint", *QUANTIZER_ARGS, *extra)
+    return runs / "joint"

@@ -1,20 +1,21 @@
-"""``train_quantizer.py`` with a probe, for the multi-process test (run it with torchrun like the script).
+"""A training script with a probe, for the multi-process tests (run it with torchrun like the script).
 
-Every process writes ``<output_folder>/probe-<rank>.json``: a digest of the frozen encoder's weights when
-training starts, the ids of the utterances it trained on in epoch 1, and a digest of the trained modules'
-weights after its first optimizer step.
+The script is ``$PROBE_SCRIPT`` (default ``train_quantizer``) and its Brain class ``$PROBE_BRAIN`` (default
+``Quantization``). Every process writes ``<output_folder>/probe-<rank>.json``: a digest of the frozen
+encoder's weights when training starts, the ids of the utterances it trained on in epoch 1, a digest of the
+trained modules' weights after its first optimizer step, and the frozen encoder's digest again then.
 """
 
 import hashlib
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import train_quantizer
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:
@@ -25,22 +26,30 @@ def digest(state: dict[str, torch.Tensor]) -> str:
     return sha.hexdigest()
 
 
-class ProbedQuantization(train_quantizer.Quantization):
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        self.probe = {"encoder": digest(self.hparams.encoder.state_dict()), "ids": []}
+def probed(brain_class: type) -> type:
+    """``brain_class`` writing the probe file at every training step."""
 
-    def fit_batch(self, batch):
-        loss = super().fit_batch(batch)
-        if self.hparams.epoch_counter.current == 1:
-            self.probe["ids"].extend(batch.id)
-        if "weights_after_step_1" not in self.probe:
-            self.probe["weights_after_step_1"] = digest(self.modules.state_dict())
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        Path(self.hparams.output_folder, f"probe-{rank}.json").write_text(json.dumps(self.probe))
-        return loss
+    class Probed(brain_class):
+        def on_fit_start(self) -> None:
+            super().on_fit_start()
+            self.probe = {"encoder": digest(self.hparams.encoder.state_dict()), "ids": []}
+
+        def fit_batch(self, batch):
+            loss = super().fit_batch(batch)
+            if self.hparams.epoch_counter.current == 1:
+                self.probe["ids"].extend(batch.id)
+            if "weights_after_step_1" not in self.probe:
+                self.probe["weights_after_step_1"] = digest(self.modules.state_dict())
+                self.probe["encoder_after_step_1"] = digest(self.hparams.encoder.state_dict())
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            Path(self.hparams.output_folder, f"probe-{rank}.json").write_text(json.dumps(self.probe))
+            return loss
+
+    return Probed
 
 
 if __name__ == "__main__":
-    train_quantizer.Quantization = ProbedQuantization
-    train_quantizer.main(sys.argv[1:])
+    script = importlib.import_module(os.environ.get("PROBE_SCRIPT", "train_quantizer"))
+    name = os.environ.get("PROBE_BRAIN", "Quantization")
+    setattr(script, name, probed(getattr(script, name)))
+    script.main(sys.argv[1:])

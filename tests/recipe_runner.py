@@ -1,9 +1,14 @@
 """Running the training scripts through their real command line, as a user does."""
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+import yaml
 
 from utils.train_logger import parse_train_log
 
@@ -14,6 +19,7 @@ __all__ = [
     "SMALL_SPLITS",
     "build_brain",
     "fit_brain",
+    "kill_mid_epoch",
     "load_hparams",
     "padded_batch",
     "parse_train_log",
@@ -23,6 +29,7 @@ __all__ = [
     "run_recipe",
     "run_torchrun",
     "signal_dataset",
+    "tiny_overrides",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,17 +46,24 @@ def recipe_env() -> dict[str, str]:
     return env
 
 
+def tiny_overrides(hparams: str) -> Path:
+    """The small-model overrides of ``hparams/<hparams>``: ``tiny/bsq.yaml`` for every bsq*.yaml,
+    ``tiny/vocos.yaml``, and ``tiny/stream/<name>.yaml`` for ``stream/<name>.yaml``."""
+    if hparams.startswith("stream/"):
+        return ROOT / "hparams" / "tiny" / hparams
+    return ROOT / "hparams" / "tiny" / ("bsq.yaml" if hparams.startswith("bsq") else "vocos.yaml")
+
+
 def recipe_command(
     script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str
 ) -> list[str]:
-    """``python <script> hparams/<hparams> --overrides_file hparams/tiny/<stage>.yaml ...`` on CPU."""
-    stage = "bsq" if hparams.startswith("bsq") else "vocos"
+    """``python <script> hparams/<hparams> --overrides_file <tiny overrides> ...`` on CPU."""
     return [
         sys.executable,
         str(ROOT / script),
         str(ROOT / "hparams" / hparams),
         "--overrides_file",
-        str(ROOT / "hparams" / "tiny" / f"{stage}.yaml"),
+        str(tiny_overrides(hparams)),
         "--data_folder",
         str(data_folder),
         "--output_folder",
@@ -75,6 +89,37 @@ def run_recipe(
     if check:
         assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
+
+
+def _mid_epoch_after_an_epoch_end(output_folder: Path) -> bool:
+    """An intra-epoch checkpoint saved after a complete end-of-epoch one exists: a kill now interrupts the
+    epoch that follows a finished one."""
+    metas = []
+    for folder in (output_folder / "save").glob("CKPT+*"):
+        try:
+            metas.append(yaml.safe_load((folder / "CKPT.yaml").read_text()))
+        except FileNotFoundError:  # being written or deleted right now
+            continue
+    ends = [meta["unixtime"] for meta in metas if meta["end-of-epoch"]]
+    return bool(ends) and any(not meta["end-of-epoch"] and meta["unixtime"] > max(ends) for meta in metas)
+
+
+def kill_mid_epoch(command: list[str], output_folder: Path, timeout: float = 600) -> None:
+    """Start a recipe command and ``kill -9`` it inside an epoch that follows a finished one (as soon as an
+    intra-epoch checkpoint of it exists: run it with a small ``--ckpt_interval_steps``). Fails if the run
+    ends before."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline and process.poll() is None:
+            if _mid_epoch_after_an_epoch_end(output_folder):
+                break
+            time.sleep(0.05)
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"the run finished before it could be killed:\n{log.read()[-5000:]}")
+        process.send_signal(signal.SIGKILL)
+        process.wait()
 
 
 def run_torchrun(

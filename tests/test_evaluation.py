@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import pytest
+import soundfile as sf
 import torch
+import torchaudio
 from helpers import load_reference
 from recipe_runner import ROOT, recipe_env
 
 from focalcodec.codec import FocalCodec
-from utils.evaluation import evaluate_codec, list_utterances, score_reference, write_table
+from utils.evaluation import evaluate_codec, list_utterances, resynthesize, score_reference, write_table
 from utils.export import codec_from_runs
 from utils.metrics import QualityMetrics
 
@@ -98,3 +100,45 @@ def test_a_model_given_as_the_two_training_runs(quantizer_run, decoder_run, spee
     assert float(rows["runs"]["token rate (Hz)"]) == 50.0 and float(rows["runs"]["Code usage"]) > 0
     figures = ["Code usage", "Entropy", "DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK"]
     assert [rows["runs"][name] for name in figures] == [rows["exported"][name] for name in figures]
+
+
+@pytest.fixture(scope="module")
+def causal_codec():
+    """A small random causal codec, 16 kHz in and 24 kHz out (the configuration of the stream vectors)."""
+    torch.manual_seed(0)
+    return FocalCodec(**load_reference("focalcodec_stream_e2e")["config"]).eval()
+
+
+def test_a_24_khz_codec_is_scored_at_the_input_rate_offline_and_streaming(causal_codec):
+    sig = torch.from_numpy(sf.read(str(REAL_SPEECH / CLIPS[1]), dtype="float32")[0])[None, :30000]
+    offline_toks, offline = resynthesize(causal_codec, sig)
+    streamed_toks, streamed = resynthesize(causal_codec, sig, streaming=True)
+    assert offline.shape == streamed.shape == sig.shape  # resampled from 24 kHz to the input's 16 kHz
+    with torch.no_grad():
+        audio = causal_codec(sig)[2]
+    expected = torchaudio.functional.resample(audio, 24000, 16000)
+    torch.testing.assert_close(offline[:, : expected.shape[1]], expected[:, : sig.shape[1]])
+    # Chunk by chunk: the tokens of the whole chunks are the offline ones, the last chunk zero-padded
+    whole = sig.shape[1] // causal_codec.chunk_size * causal_codec.chunk_size // 320
+    assert torch.equal(streamed_toks[:, :whole], offline_toks[:, :whole])
+    assert streamed_toks.shape[1] == -(-sig.shape[1] // causal_codec.chunk_size) * 4
+    torch.testing.assert_close(streamed[:, :16000], offline[:, :16000], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_command_line_streaming_rows(causal_codec, tiny_codec, speech_folder, tmp_path):
+    folder = causal_codec.to_pretrained(tmp_path / "causal")
+    command = [sys.executable, str(ROOT / "evaluate_codec.py"), "--data", str(speech_folder), "--streaming"]
+    command += ["--output", str(tmp_path / "eval"), "--metrics", "dnsmos"]
+    command += ["--model", f"causal={folder}", "--model", f"offline_only={tiny_codec[1]}"]
+    result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row["model"]: row for row in csv.DictReader((tmp_path / "eval" / "results.csv").open())}
+    assert set(rows) == {
+        "reference",
+        "causal",
+        "causal-streaming",
+        "offline_only",
+    }  # a non-causal codec: no row
+    assert "offline_only is not causal" in result.stderr
+    assert 1 <= float(rows["causal-streaming"]["DNSMOS-OVRL"]) <= 5

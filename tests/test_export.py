@@ -5,11 +5,16 @@ The runs are real tiny quantizer and decoder stages through their command line o
 audio of the recipe modules loaded from the checkpoints.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
+from recipe_runner import ROOT, recipe_env
 from run_helpers import (
+    SPEECH,
     TINY_BSQ,
     TINY_VOCOS,
     assert_same_weights,
@@ -21,6 +26,7 @@ from run_helpers import (
 )
 
 from focalcodec.codec import FocalCodec
+from focalcodec.streaming import CodecStream
 from utils.export import RunMismatchError, codec_from_runs
 from utils.run_folder import RunFolder, RunFolderError
 
@@ -169,3 +175,49 @@ def test_export_with_a_pretrained_encoder(quantizer_run, decoder_run, tmp_path):
     )
     with pytest.raises(FileNotFoundError, match=r"nowhere\.pt"):
         codec_from_runs(missing, decoder)
+
+
+@pytest.mark.slow
+def test_the_stream_chain_exports_a_causal_codec_that_streams(
+    joint_run, wavenext_run, stream_bsq_run, tmp_path
+):
+    """FocalCodec-Stream: the joint stage's run (its trained encoder) + the WaveNeXt run -> a causal codec,
+    16 kHz in, 24 kHz out, which streams chunk by chunk (CodecStream and the command line)."""
+    output = tmp_path / "stream"
+    result = export(
+        "--quantizer", joint_run, "--decoder", wavenext_run, "--output", output, "--allow_random_encoder"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Input 16000 Hz, output 24000 Hz" in result.stdout and "0.60 kbps" in result.stdout
+    codec = FocalCodec.from_pretrained(output / "model")  # the stem the upstream package opens
+    assert codec.causal and codec.latency == 80.0 and codec.decompressor.config["lookahead_size"] == 3
+    checkpoint = RunFolder.read(joint_run).checkpoint()
+    for part, file in (
+        ("encoder", "student_encoder"),
+        ("compressor", "compressor"),
+        ("decompressor", "decompressor"),
+    ):
+        load = torch.load(checkpoint / f"{file}.ckpt")
+        assert_same_weights(getattr(codec, part), load)
+    assert_same_weights(
+        codec.decoder, torch.load(RunFolder.read(wavenext_run).checkpoint() / "generator.ckpt")
+    )
+
+    sig = speech()[:, :25600]  # 20 chunks of 1280 samples
+    with torch.no_grad():
+        toks, _, audio = codec(sig)
+    stream = CodecStream(codec)
+    outputs = [stream.push(piece) for piece in sig.split(1000, dim=1)] + [stream.flush()]
+    assert torch.equal(torch.cat([out.toks for out in outputs], dim=1), toks)
+    torch.testing.assert_close(torch.cat([out.sig for out in outputs], dim=1), audio, atol=1e-4, rtol=1e-4)
+    resynth = subprocess.run(
+        [sys.executable, "-m", "focalcodec.cli", "resynth", str(SPEECH), "--model", str(output),
+         "--output", str(tmp_path / "resynth"), "--streaming"],
+        cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resynth.returncode == 0, resynth.stderr[-3000:]
+    info = sf.info(str(tmp_path / "resynth" / f"{SPEECH.stem}.wav"))
+    assert info.samplerate == 24000 and info.frames == 3 * sf.info(str(SPEECH)).frames // 2
+    # Stage 4 alone does not pair with the decoder: it was trained on the distilled encoder's features
+    with pytest.raises(RunMismatchError, match="different encoders"):
+        codec_from_runs(stream_bsq_run, wavenext_run, allow_random_encoder=True)

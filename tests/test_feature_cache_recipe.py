@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import speechbrain as sb
 import torch
+import yaml
 from feature_cache_helpers import (
     TINY_BSQ,
     TINY_VOCOS,
@@ -26,15 +27,19 @@ from recipe_runner import (
     recipe_command,
     run_recipe,
     run_torchrun,
+    tiny_overrides,
 )
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 import utils.data
+from focalcodec.audio import load_audio
 from train_decoder import Resynthesis
+from train_encoder import EncoderDistillation
+from train_posemb import PosembDistillation
 from train_quantizer import Quantization
 from utils.crop import random_feature_crop
-from utils.data import add_cached_features
+from utils.data import add_cached_crops, add_cached_features
 from utils.feature_cache import check_feature_cache_options, encoder_config, prepare_feature_caches
 from utils.feature_cache.recipe import shard_bytes
 
@@ -267,4 +272,77 @@ def test_two_process_ddp_builds_shares_and_trains(small_corpus, tmp_path):
     train = cache_folders(out)["train"]
     assert len(list(train.glob("shard-*.json"))) == 6
     assert len(json.loads((train / "index.json").read_text())["entries"]) == 6
+    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# FocalCodec-Stream: what the stages read of their frozen teacher
+
+
+def stream_hparams(name: str, tmp_path, **overrides) -> dict:
+    tiny = yaml.safe_load(tiny_overrides(f"stream/{name}.yaml").read_text())
+    placeholders = {"wavlm": {"student_encoder_posemb_checkpoint": "unused"}}.get(name, {})
+    options = {"output_folder": str(tmp_path / name), "feature_cache": True, "feature_cache_dtype": "float32"}
+    return load_hparams(f"stream/{name}.yaml", {**tiny, **placeholders, **options, **overrides})
+
+
+@pytest.mark.parametrize("name", ["conv_posemb", "wavlm"])
+def test_the_distillation_stages_cache_the_teacher_view_they_read(corpus, tmp_path, name):
+    """Stage 2 caches its teacher's positional-embedding input, stage 3 its layer outputs: what the stage
+    computes without the cache, and the Brain's forward is the same either way."""
+    hparams = stream_hparams(name, tmp_path)
+    teacher = hparams["encoder"].eval().requires_grad_(False)
+    datasets = {stage: SimpleNamespace(data=corpus, data_ids=list(corpus)) for stage in ("train", "valid")}
+    cache = prepare_feature_caches(hparams, datasets, "cpu")["train"]
+    view = hparams["frozen_features"]
+    for uttid in corpus:
+        with torch.no_grad():
+            expected = view(load(corpus[uttid]["wav"])[None])[0][0]
+        assert torch.equal(cache[uttid], expected), uttid
+    assert cache.dim == 64 * (2 if name == "wavlm" else 1)  # stage 3: every layer (2 in the tiny encoder)
+    if name == "conv_posemb":
+        hparams["student_posemb"].load_state_dict(teacher.encoder.positional_embedding.state_dict())
+        brain = build_brain(PosembDistillation, hparams)
+    else:
+        hparams["student_encoder"].load_state_dict(teacher.state_dict())
+        brain = build_brain(EncoderDistillation, hparams)
+    uncached, cached = batches(cache, corpus, ["utt3"])
+    with torch.no_grad():
+        reference, out = (
+            brain.compute_forward(uncached, sb.Stage.VALID),
+            brain.compute_forward(cached, sb.Stage.VALID),
+        )
+    for got, want in zip(out, reference, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_24_khz_decoder_crops_are_read_aligned_with_the_16_khz_cache(corpus, tmp_path):
+    """Stage 1: the cache holds the features of the audio at the encoder's 16 kHz; a training item reads its
+    crop's frames from it and the 480 x 40 samples they stand for from the 24 kHz file."""
+    hparams = stream_hparams("wavenext", tmp_path)
+    datasets = {stage: SimpleNamespace(data=corpus, data_ids=list(corpus)) for stage in ("train", "valid")}
+    cache = prepare_feature_caches(hparams, datasets, "cpu")["train"]
+    assert json.loads((cache.folder / "meta.json").read_text())["sample_rate"] == 16000
+    assert torch.equal(cache["utt3"], reference_feats(hparams["encoder"], corpus["utt3"]["wav"]))
+    dataset = DynamicItemDataset(corpus)
+    add_cached_crops(dataset, cache, 40, 480, 24000)
+    for index, uttid in enumerate(corpus):
+        full = load_audio(corpus[uttid]["wav"], 24000)
+        item = dataset[index]
+        frames = cache[uttid]
+        start = next(
+            s for s in range(len(frames) - 39) if torch.equal(item["crop_feats"], frames[s : s + 40])
+        )
+        assert torch.equal(item["crop_sig"], full[start * 480 : (start + 40) * 480]), uttid
+
+
+@pytest.mark.slow
+def test_joint_stage_end_to_end_with_the_cache(small_corpus, stream_bsq_run, tmp_path):
+    """Stage 5 reads the teacher's features from the cache and the audio for its student."""
+    out = tmp_path / "joint"
+    args = ["--train_split", "[train-clean-100]", "--train_batch_size", "2", "--valid_size", "2"]
+    args += ["--num_epochs", "1", "--feature_cache", "True", "--quantizer_checkpoint", str(stream_bsq_run)]
+    result = run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, out, *args)
+    assert "Feature cache 'train': 6 utterances" in result.stdout + result.stderr
+    assert set(cache_folders(out)) == {"train", "valid"}
     assert "test loss" in parse_train_log(out / "train_log.txt")[-1]

@@ -112,3 +112,83 @@ def test_full_size_default_config_trains_one_step():
     assert torch.isfinite(loss)
     assert not torch.equal(before, compressor.out_proj.weight)
     assert sum(p.numel() for p in hparams["encoder"].parameters()) == 88_708_240
+
+
+# --------------------------------------------------------------------------------------------------
+# FocalCodec-Stream (hparams/stream/)
+
+STREAM = ("wavenext", "conv_posemb", "wavlm", "bsq", "joint")
+# the settings main() resolves from the previous stage's output folder
+PLACEHOLDERS = {
+    "wavlm": {"student_encoder_posemb_checkpoint": "unused"},
+    "bsq": {"encoder_checkpoint": "unused"},
+    "joint": {"quantizer_checkpoint": "unused"},
+}
+
+
+def stream_values(name: str) -> dict[str, str]:
+    return top_level_values(f"stream/{name}.yaml")
+
+
+def test_the_stream_stages_share_their_settings():
+    """One teacher for stages 1, 2, 3 and 5; stage 4's encoder is stage 3's student; stage 5's compressor,
+    quantizer and decompressor are stage 4's (plus the refiner); both listen through stage 1's decoder."""
+    values = {name: stream_values(name) for name in STREAM}
+    teacher = {key: value for key, value in values["wavlm"].items() if key.startswith("encoder_")}
+    for name in ("wavenext", "conv_posemb", "joint"):
+        assert {key: values[name][key] for key in teacher} == teacher, name
+    student = {
+        key: values["wavlm"][f"student_{key}"] for key in teacher if f"student_{key}" in values["wavlm"]
+    }
+    assert student["encoder_causal"] == "True" == values["bsq"]["encoder_causal"]
+    for key, value in teacher.items():
+        if key not in (
+            "encoder_causal",
+            "encoder_max_cached_steps",
+            "encoder_checkpoint",
+            "encoder_random_init",
+        ):
+            assert values["bsq"][key] == value, key
+    assert (
+        values["wavlm"]["student_encoder_max_cached_steps"]
+        == values["joint"]["student_encoder_max_cached_steps"]
+    )
+    shared = [
+        key
+        for key in values["bsq"]
+        if key.startswith(("compressor_", "quantizer_", "decompressor_", "decoder_"))
+    ]
+    differing = {key for key in shared if values["bsq"][key] != values["joint"][key]}
+    assert differing == {"decompressor_lookahead_size"}  # 0 in stage 4, 3 in stage 5 (the new refiner)
+    for key in (key for key in shared if key.startswith("decoder_") and key != "decoder_checkpoint"):
+        assert values["bsq"][key] == values["wavenext"][key.replace("decoder_", "generator_")], key
+    for name in STREAM:  # every stage in its own folder under results/stream/ (none in the first recipe's)
+        assert values[name]["output_folder"] == "!ref results/stream/<experiment_name>/<seed>"
+    assert len({values[name]["experiment_name"] for name in STREAM}) == 5
+    # The small settings of stages 4 and 5 fit each other too (stage 5 starts from stage 4)
+    tiny = {
+        name: yaml.safe_load((ROOT / "hparams" / "tiny" / "stream" / f"{name}.yaml").read_text())
+        for name in ("bsq", "joint")
+    }
+    assert {k: v for k, v in tiny["bsq"].items() if k.startswith(("compressor_", "decompressor_"))} == {
+        k: v for k, v in tiny["joint"].items() if k.startswith(("compressor_", "decompressor_"))
+    }
+
+
+@pytest.mark.parametrize("size", ["2k", "4k", "65k"])
+def test_codebook_configs_build_the_released_causal_architectures(size):
+    """bsq.yaml and joint.yaml with hparams/stream/codebook_<size>.yaml, read as the scripts read them: the
+    joint stage's full-size encoder, compressor and decompressor (and stage 1's decoder) have the keys and
+    shapes of lucadellalib/focalcodec_50hz_<size>_causal, in folders of their own."""
+    overrides = read_overrides(f"overrides_file: hparams/stream/codebook_{size}.yaml")
+    listing = read_listing(f"FocalCodec_50hz_{size}_causal")
+    bits = {"2k": 11, "4k": 12, "65k": 16}[size]
+    for name in ("bsq", "joint"):
+        hparams = load_hparams(f"stream/{name}.yaml", {**overrides, **PLACEHOLDERS[name]})
+        assert hparams["quantizer_code_dim"] == bits and hparams["quantizer"].code_dim == bits
+        assert hparams["output_folder"] == f"results/stream/{name}_{size}/0"
+        assert_matches_listing_part(hparams["compressor"], listing, "compressor")
+    assert_matches_listing_part(hparams["student_encoder"], listing, "encoder")
+    assert_matches_listing_part(hparams["decompressor"], listing, "decompressor")
+    if size == "4k":  # the decoder does not depend on the codebook
+        assert_matches_listing_part(load_hparams("stream/wavenext.yaml", {})["generator"], listing, "decoder")

@@ -1,9 +1,6 @@
 """The decoder stage: crop alignment, GAN steps, and end-to-end runs through the real command line."""
 
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,16 +12,18 @@ from recipe_runner import (
     ROOT,
     build_brain,
     fit_brain,
+    kill_mid_epoch,
     load_hparams,
     padded_batch,
     recipe_brain,
     recipe_command,
-    recipe_env,
     run_recipe,
     run_torchrun,
+    tiny_overrides,
 )
 
 from train_decoder import Resynthesis
+from utils.run_folder import RunFolder
 from utils.train_logger import parse_train_log
 
 ARGS = ["--train_batch_size", "2", "--valid_size", "2"]
@@ -272,25 +271,7 @@ def test_quantizer_reads_the_decoder_checkpoint(small_corpus, decoder_run, tmp_p
 def test_resume_after_sigkill(small_corpus, tmp_path):
     out = tmp_path / "vocos"
     args = [*ARGS, "--num_epochs", "2", "--ckpt_interval_steps", "1"]
-    process = subprocess.Popen(
-        recipe_command("train_decoder.py", "vocos.yaml", small_corpus, out, *args),
-        cwd=ROOT, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 600
-    while time.time() < deadline and process.poll() is None:
-        metas = []
-        for folder in checkpoints(out):
-            try:
-                metas.append(yaml.safe_load((folder / "CKPT.yaml").read_text()))
-            except FileNotFoundError:
-                continue
-        ends = [m["unixtime"] for m in metas if m["end-of-epoch"]]
-        if ends and any(not m["end-of-epoch"] and m["unixtime"] > max(ends) for m in metas):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_mid_epoch(recipe_command("train_decoder.py", "vocos.yaml", small_corpus, out, *args), out)
 
     run_recipe("train_decoder.py", "vocos.yaml", small_corpus, out, *args)
     epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
@@ -331,3 +312,91 @@ def test_debug_mode(small_corpus, tmp_path):
     )
     assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
     shutil.rmtree(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# FocalCodec-Stream stage 1 (hparams/stream/wavenext.yaml): a causal WaveNeXt on 24 kHz targets, the encoder
+# on their 16 kHz resample
+
+STREAM_TINY = yaml.safe_load(tiny_overrides("stream/wavenext.yaml").read_text())
+
+
+class FrameStartSample(torch.nn.Module):
+    """Stands for the 16 kHz encoder: WavLM's frame count, frame i = the sample at its start (320 i)."""
+
+    sample_rate = 16000
+
+    def forward(self, sig: torch.Tensor, length: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        frames = (sig.shape[1] - 400) // 320 + 1
+        return (sig[:, : 320 * frames : 320, None].expand(-1, -1, 64),)
+
+
+def test_crops_are_aligned_at_24_and_16_khz():
+    """A ramp (sample value = its time in seconds) at 24 kHz: the encoder gets its 16 kHz resample, and
+    crop frame j (its first 16 kHz sample, 320 j) holds the time of the 24 kHz crop's sample 480 j."""
+    hparams = load_hparams("stream/wavenext.yaml", STREAM_TINY)
+    brain = build_brain(Resynthesis, hparams)
+    brain.hparams.encoder = FrameStartSample()
+    ramp = torch.arange(36000) / 24000  # 1.5 s
+    batch = padded_batch(ramp, ramp[:30000])
+    starts = set()
+    for seed in range(30):
+        torch.manual_seed(seed)
+        feats, sig = brain._whole_or_cropped(batch, sb.Stage.TRAIN)
+        assert feats.shape == (2, 40, 64) and sig.shape == (2, 40 * 480)
+        for b, samples in enumerate((36000, 30000)):
+            start = round(float(feats[b, 0, 0]) * 50)  # frame index of the crop's first frame
+            starts.add((b, start))
+            assert torch.equal(sig[b], ramp[start * 480 : (start + 40) * 480])  # 480 samples per frame
+            inside = [
+                j for j in range(40) if 320 * (start + j) < samples * 2 // 3 - 32
+            ]  # off the resample edge
+            torch.testing.assert_close(
+                feats[b, inside, 0], sig[b, [480 * j for j in inside]], atol=1e-4, rtol=1e-3
+            )
+    assert len({start for b, start in starts if b == 0}) > 5  # random starts
+
+
+@pytest.mark.slow
+def test_wavenext_stage_end_to_end(wavenext_run):
+    rows = parse_train_log(wavenext_run / "train_log.txt")
+    assert {"train loss", "train mel_loss", "valid loss", "lr"} <= rows[0].keys()
+    assert rows[-1]["Epoch loaded"] == 1 and "test mel_loss" in rows[-1]
+    record = RunFolder.read(wavenext_run)
+    assert record.parts["decoder"].name == "WaveNeXt" and record.parts["decoder"].config["causal"]
+    assert record.parts["decoder"].config["hop_length"] == 480
+    audios = sorted((wavenext_run / "audios" / "epoch0001").glob("*.wav"))
+    assert len(audios) == 2 * 2 * 2  # hyp and ref of 2 valid and 2 test utterances
+    for path in audios:  # 24 kHz, the length of the input
+        info = sf.info(str(path))
+        ref = sf.info(str(path).replace("_hyp", "_ref"))
+        assert info.samplerate == 24000 and info.frames == ref.frames > 24000
+
+
+def test_wavenext_gan_steps_reduce_the_mel_loss_and_the_encoder_stays():
+    torch.manual_seed(0)
+    hparams = load_hparams("stream/wavenext.yaml", {**STREAM_TINY, "lr": 0.003})
+    brain = build_brain(Resynthesis, hparams)
+    encoder = {key: value.clone() for key, value in hparams["encoder"].state_dict().items()}
+    sig = torch.sin(torch.linspace(0, 3000, 24000)) * torch.linspace(0.1, 0.5, 24000)
+    batch = padded_batch(sig, 0.5 * sig[:22000])
+    mel_losses = []
+    for _ in range(10):
+        brain.on_stage_start(sb.Stage.TRAIN, 1)
+        brain.fit_batch(batch)
+        mel_losses.append(brain.tracked_means()["mel_loss"])
+    assert sum(mel_losses[-3:]) / 3 < 0.9 * sum(mel_losses[:3]) / 3, mel_losses  # a log-mel L1: slow
+    for key, value in hparams["encoder"].state_dict().items():
+        assert torch.equal(value, encoder[key]), key
+
+
+@pytest.mark.slow
+def test_wavenext_full_size_default_config_trains_one_step():
+    hparams = load_hparams("stream/wavenext.yaml", {"encoder_random_init": True})
+    brain = build_brain(Resynthesis, hparams)
+    generator = hparams["generator"]
+    before = generator.head.proj.weight.detach().clone()
+    torch.manual_seed(0)
+    loss = brain.fit_batch(padded_batch(0.1 * torch.randn(73000)))  # one 150-frame crop
+    assert torch.isfinite(loss) and not torch.equal(before, generator.head.proj.weight)
+    assert sum(p.numel() for p in generator.parameters()) == 41_506_272

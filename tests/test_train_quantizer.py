@@ -1,33 +1,38 @@
 """The quantizer stage end to end through its real command line, on generated LibriTTS-layout corpora."""
 
 import contextlib
+import copy
 import hashlib
 import json
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+import speechbrain as sb
 import torch
 import yaml
 from ddp_probe import digest
 from helpers import TINY_ENCODER
 from recipe_runner import (
     ROOT,
+    build_brain,
     fit_brain,
+    kill_mid_epoch,
     load_hparams,
+    padded_batch,
     recipe_brain,
     recipe_command,
-    recipe_env,
     run_recipe,
     run_torchrun,
+    tiny_overrides,
 )
+from run_helpers import speech
 
 from focalcodec.wavlm import WavLM
 from train_quantizer import Quantization
+from utils.encoder import load_frozen_encoder
+from utils.run_folder import RunFolder, load_decoder
 from utils.sample_corpus import make_bad_files, make_sample_corpus
 from utils.train_logger import parse_train_log
 
@@ -118,41 +123,11 @@ def test_bad_corpus_prepares_trains_and_stays_untouched(tmp_path):
     assert "skipped" in (result.stdout + result.stderr)
 
 
-def _checkpoint_metas(output_folder: Path) -> list[dict]:
-    """Meta of every complete checkpoint."""
-    metas = []
-    for folder in checkpoints(output_folder):
-        try:
-            metas.append(yaml.safe_load((folder / "CKPT.yaml").read_text()))
-        except FileNotFoundError:  # being written or deleted right now
-            continue
-    return metas
-
-
-def _mid_epoch_after_an_epoch_end(output_folder: Path) -> bool:
-    """An intra-epoch checkpoint saved after a complete end-of-epoch one: killing now interrupts the
-    epoch that follows it."""
-    metas = _checkpoint_metas(output_folder)
-    ends = [meta["unixtime"] for meta in metas if meta["end-of-epoch"]]
-    return bool(ends) and any(not meta["end-of-epoch"] and meta["unixtime"] > max(ends) for meta in metas)
-
-
 def test_resume_after_sigkill(corpus, tmp_path):
     out = tmp_path / "bsq"
     args = [*SPLITS, "--num_epochs", "3", "--ckpt_interval_steps", "2"]
-    command = recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *args)
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=recipe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 300
-    # Kill as soon as the first intra-epoch checkpoint of epoch 2 exists (epoch 1 is done then)
-    while time.time() < deadline and process.poll() is None:
-        if _mid_epoch_after_an_epoch_end(out):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    # Killed as soon as the first intra-epoch checkpoint of epoch 2 exists (epoch 1 is done then)
+    kill_mid_epoch(recipe_command("train_quantizer.py", "bsq.yaml", corpus, out, *args), out)
     killed_log = (out / "train_log.txt").read_text()
     assert "epoch: 3" not in killed_log
 
@@ -252,3 +227,67 @@ def test_missing_split_is_a_clear_error(corpus, tmp_path):
     result = run_recipe("train_quantizer.py", "bsq.yaml", data, tmp_path / "out", *SPLITS, check=False)
     assert result.returncode != 0
     assert str(data / "test-clean") in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# FocalCodec-Stream stage 4 (hparams/stream/bsq.yaml): causal modules on the frozen distilled encoder of
+# stage 3, listening through stage 1's 24 kHz WaveNeXt
+
+STREAM_TINY = {
+    **yaml.safe_load(tiny_overrides("stream/bsq.yaml").read_text()),
+    "encoder_checkpoint": "unused",
+}
+
+
+@pytest.mark.slow
+def test_stream_stage_end_to_end(stream_bsq_run, wavlm_run):
+    rows = parse_train_log(stream_bsq_run / "train_log.txt")
+    assert {"train rec_loss", "valid loss", "valid code_usage", "lr"} <= rows[0].keys()
+    assert "test loss" in rows[-1]
+    run = RunFolder.read(stream_bsq_run)
+    assert run.stage == "quantizer" and run.parts["encoder"].config["causal"] and run.teacher is None
+    # The frozen encoder is the best student of the stage-3 run it was given
+    assert run.encoder_weights == {
+        "checkpoint": str(RunFolder.read(wavlm_run).checkpoint() / "student_encoder.ckpt")
+    }
+    assert run.parts["quantizer"].config == {"codebook_size": 4096}
+    checkpoint = run.checkpoint()
+    assert not any(key.startswith("refiner.") for key in torch.load(checkpoint / "decompressor.ckpt"))
+    for kind in ("hyp", "rec", "ref"):
+        files = sorted((stream_bsq_run / "audios" / "epoch0001").glob(f"*_{kind}.wav"))
+        assert len(files) == 2 * 2 and all(sf.info(str(path)).samplerate == 16000 for path in files), kind
+
+
+def test_stream_steps_reduce_the_loss_on_the_frozen_distilled_encoder(wavlm_run, wavenext_run):
+    torch.manual_seed(0)
+    hparams = load_hparams("stream/bsq.yaml", {**STREAM_TINY, "lr": 0.002})
+    load_frozen_encoder(hparams["encoder"], checkpoint=str(wavlm_run))
+    hparams["decoder"] = load_decoder(wavenext_run, hparams["decoder"], hparams["encoder"])
+    brain = build_brain(Quantization, hparams)
+    frozen = {name: copy.deepcopy(hparams[name].state_dict()) for name in ("encoder", "decoder")}
+    sig = speech()[0]
+    batch = padded_batch(sig[:16000], sig[16000:28000])
+    losses = []
+    for _ in range(8):
+        brain.on_stage_start(sb.Stage.TRAIN, 1)
+        brain.fit_batch(batch)
+        losses.append(brain.tracked_means()["rec_loss"])
+    assert losses[-1] < 0.8 * losses[0], losses
+    brain.on_stage_start(sb.Stage.VALID, 1)
+    assert torch.isfinite(brain.evaluate_batch(padded_batch(sig), sb.Stage.VALID))
+    for name, state in frozen.items():
+        for key, value in hparams[name].state_dict().items():
+            assert torch.equal(value, state[key]), (name, key)
+
+
+@pytest.mark.slow
+def test_stream_full_size_default_config_trains_one_step():
+    hparams = load_hparams("stream/bsq.yaml", {"encoder_checkpoint": "unused"})
+    hparams["decoder"] = None
+    brain = build_brain(Quantization, hparams)
+    compressor = hparams["compressor"]
+    before = compressor.out_proj.weight.detach().clone()
+    loss = brain.fit_batch(padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12000)))
+    assert torch.isfinite(loss) and not torch.equal(before, compressor.out_proj.weight)
+    counts = [sum(p.numel() for p in hparams[name].parameters()) for name in ("compressor", "decompressor")]
+    assert counts == [42_630_171, 42_631_183]  # the original's sizes (no refiner in this stage)

@@ -1,0 +1,170 @@
+"""FocalCodec-Stream stage 5 (train_joint.py): joint fine-tuning of encoder, compressor, quantizer and
+decompressor against the teacher, through its real command line (one and two processes, killed and resumed)
+and step by step."""
+
+import json
+
+import pytest
+import soundfile as sf
+import speechbrain as sb
+import torch
+import yaml
+from recipe_runner import (
+    QUANTIZER_ARGS,
+    build_brain,
+    kill_mid_epoch,
+    load_hparams,
+    padded_batch,
+    parse_train_log,
+    recipe_command,
+    recipe_env,
+    run_recipe,
+    run_torchrun,
+    tiny_overrides,
+)
+from run_helpers import speech
+
+from focalcodec.checkpoint import load_state_dict_file
+from train_joint import Refinement
+from utils.distillation import freeze_positions
+from utils.finetune import PretrainedMismatchError
+from utils.run_folder import RunFolder, RunFolderError, load_decoder
+from utils.stream_chain import init_joint_stage
+
+TINY = {**yaml.safe_load(tiny_overrides("stream/joint.yaml").read_text()), "quantizer_checkpoint": "unused"}
+FROZEN = ("encoder.positional_embedding.", "encoder.relative_embedding.")
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+
+def stage_args(stream_bsq_run, *extra: str) -> list[str]:
+    return [*QUANTIZER_ARGS, "--quantizer_checkpoint", str(stream_bsq_run), *extra]
+
+
+@pytest.mark.slow
+def test_end_to_end(joint_run, wavlm_run):
+    rows = parse_train_log(joint_run / "train_log.txt")
+    for key in ("train loss", "train rec_loss", "train aux_loss", "valid loss", "valid code_usage", "lr"):
+        assert key in rows[0], key
+    assert rows[-1]["Epoch loaded"] == 1 and "test code_entropy" in rows[-1]
+    run = RunFolder.read(joint_run)
+    assert run.stage == "joint" and not run.teacher.config["causal"]
+    assert {name: part.recoverable for name, part in run.parts.items()} == {
+        "encoder": "student_encoder",
+        "compressor": "compressor",
+        "quantizer": "quantizer",
+        "decompressor": "decompressor",
+    }
+    assert run.parts["decompressor"].config["lookahead_size"] == 3
+    checkpoint = run.checkpoint()
+    assert any(key.startswith("refiner.") for key in load_state_dict_file(checkpoint / "decompressor.ckpt"))
+    # The frozen embeddings are still stage 3's; the rest of the encoder was trained
+    student = load_state_dict_file(checkpoint / "student_encoder.ckpt")
+    stage3 = load_state_dict_file(RunFolder.read(wavlm_run).checkpoint() / "student_encoder.ckpt")
+    for key, value in stage3.items():
+        assert torch.equal(student[key], value) == key.startswith(FROZEN), key
+    # Listening through the stage-1 decoder: its 24 kHz output is written at 16 kHz, as the input
+    for kind in ("hyp", "rec", "ref"):
+        files = list((joint_run / "audios" / "epoch0001").glob(f"*_{kind}.wav"))
+        assert len(files) == 2 * 2 and all(sf.info(str(path)).samplerate == 16000 for path in files), kind
+    hyp, ref = sorted((joint_run / "audios" / "epoch0001").glob("*_hyp.wav"))[0], None
+    ref = hyp.with_name(hyp.name.replace("_hyp", "_ref"))
+    assert sf.info(str(hyp)).frames == sf.info(str(ref)).frames
+
+
+def joint_brain(stream_bsq_run, wavenext_run, **overrides) -> Refinement:
+    """The stage's Brain on CPU as main() builds it (start from stage 4, listen through stage 1)."""
+    torch.manual_seed(0)
+    hparams = load_hparams(
+        "stream/joint.yaml", {**TINY, "quantizer_checkpoint": str(stream_bsq_run), **overrides}
+    )
+    hparams["encoder"].requires_grad_(False).eval()
+    init_joint_stage(hparams)
+    hparams["decoder"] = load_decoder(wavenext_run, hparams["decoder"], hparams["encoder"])
+    return build_brain(Refinement, hparams)
+
+
+def test_joint_steps_reduce_the_loss_and_leave_the_frozen_parts(stream_bsq_run, wavenext_run):
+    brain = joint_brain(stream_bsq_run, wavenext_run, lr=0.001)
+    hparams = brain.hparams
+    frozen = {name: snapshot(getattr(hparams, name)) for name in ("encoder", "decoder")}
+    student = snapshot(hparams.student_encoder)
+    sig = speech()[0]
+    batch = padded_batch(sig[:16000], sig[16000:28000])
+    losses = []
+    for _ in range(8):
+        brain.on_stage_start(sb.Stage.TRAIN, 1)
+        brain.fit_batch(batch)
+        losses.append(brain.tracked_means()["rec_loss"])
+    assert losses[-1] < 0.8 * losses[0], losses
+    brain.on_stage_start(sb.Stage.VALID, 1)
+    assert torch.isfinite(brain.evaluate_batch(padded_batch(sig), sb.Stage.VALID))
+    for name, state in frozen.items():
+        for key, value in snapshot(getattr(hparams, name)).items():
+            assert torch.equal(value, state[key]), (name, key)
+    for key, value in snapshot(hparams.student_encoder).items():
+        assert torch.equal(value, student[key]) == key.startswith(FROZEN), key
+
+
+def test_a_start_that_does_not_fit_is_an_error(stream_bsq_run, wavenext_run):
+    with pytest.raises(RunFolderError, match="not a quantizer-stage run"):
+        joint_brain(wavenext_run, wavenext_run)
+    with pytest.raises(PretrainedMismatchError, match="decompressor_focal_window: 14"):
+        joint_brain(stream_bsq_run, wavenext_run, decompressor_focal_window=7)
+    with pytest.raises(RunFolderError, match="distilled from another teacher"):
+        joint_brain(stream_bsq_run, wavenext_run, seed=1)  # another random teacher
+
+
+@pytest.mark.slow
+def test_two_process_ddp_gloo(small_corpus, stream_bsq_run, tmp_path):
+    """Two gloo processes train on different utterances and hold the same weights after a step: the encoder
+    too (the original called it outside its DDP wrapper, so its gradients were not averaged)."""
+    out = tmp_path / "joint"
+    command = recipe_command(
+        "tests/ddp_probe.py", "stream/joint.yaml", small_corpus, out, *stage_args(stream_bsq_run)
+    )
+    env = {**recipe_env(), "PROBE_SCRIPT": "train_joint", "PROBE_BRAIN": "Refinement"}
+    result = run_torchrun(command, port=29562, env=env)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
+    probes = [json.loads((out / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
+    assert probes[0]["weights_after_step_1"] == probes[1]["weights_after_step_1"]
+    assert {probe["encoder_after_step_1"] for probe in probes} == {probes[0]["encoder"]}
+    ids = [set(probe["ids"]) for probe in probes]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(small_corpus, stream_bsq_run, tmp_path):
+    out = tmp_path / "joint"
+    args = stage_args(stream_bsq_run, "--ckpt_interval_steps", "1")
+    args[args.index("--num_epochs") + 1] = "2"
+    kill_mid_epoch(recipe_command("train_joint.py", "stream/joint.yaml", small_corpus, out, *args), out)
+    run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, out, *args)
+    epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
+    assert epochs == [1, 2], epochs  # each epoch logged once: continued, not restarted
+    checkpoint = max((out / "save").glob("CKPT+*"))
+    assert yaml.safe_load((checkpoint / "brain.ckpt").read_text())["optimizer_step"] == 2 * 3
+    assert int(torch.load(checkpoint / "optimizer.ckpt")["state"][0]["step"]) == 2 * 3
+
+
+@pytest.mark.slow
+def test_full_size_default_config_trains_one_step():
+    hparams = load_hparams(
+        "stream/joint.yaml", {"quantizer_checkpoint": "unused", "encoder_random_init": True}
+    )
+    hparams["decoder"] = None
+    teacher, student = hparams["encoder"].requires_grad_(False).eval(), hparams["student_encoder"]
+    student.load_state_dict(teacher.state_dict())  # stands for the stage-3 student
+    freeze_positions(student)
+    brain = build_brain(Refinement, hparams)
+    before = snapshot(student)
+    refiner = hparams["decompressor"].refiner.in_proj.weight.detach().clone()
+    loss = brain.fit_batch(padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12000)))
+    assert torch.isfinite(loss)
+    for key, value in snapshot(student).items():
+        assert torch.equal(value, before[key]) == key.startswith(FROZEN), key
+    assert not torch.equal(refiner, hparams["decompressor"].refiner.in_proj.weight)
+    assert sum(p.numel() for p in hparams["decompressor"].refiner.parameters()) == 33_562_624
