@@ -1,5 +1,6 @@
 """Running the training scripts through their real command line, as a user does."""
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ __all__ = [
     "SMALL_SPLITS",
     "build_brain",
     "fit_brain",
+    "fixed_batch_steps",
     "kill_mid_epoch",
     "load_hparams",
     "padded_batch",
@@ -26,6 +28,8 @@ __all__ = [
     "recipe_brain",
     "recipe_command",
     "recipe_env",
+    "resume_after_kill",
+    "run_ddp_probe",
     "run_recipe",
     "run_torchrun",
     "signal_dataset",
@@ -120,6 +124,56 @@ def kill_mid_epoch(command: list[str], output_folder: Path, timeout: float = 600
             raise AssertionError(f"the run finished before it could be killed:\n{log.read()[-5000:]}")
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+def resume_after_kill(
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, steps: int
+) -> None:
+    """Run a stage for 2 epochs (``extra`` sets them, and a small ``--ckpt_interval_steps``), kill it inside
+    epoch 2 (:func:`kill_mid_epoch`), run it again: each epoch must be logged once (continued, not
+    restarted), and the last checkpoint must count ``steps`` optimizer steps, AdamW's own state included."""
+    import torch
+
+    command = recipe_command(script, hparams, data_folder, output_folder, *extra)
+    kill_mid_epoch(command, output_folder)
+    run_recipe(script, hparams, data_folder, output_folder, *extra)
+    epochs = [row["epoch"] for row in parse_train_log(output_folder / "train_log.txt") if "epoch" in row]
+    assert epochs == [1, 2], epochs
+    checkpoint = max((output_folder / "save").glob("CKPT+*"))
+    assert yaml.safe_load((checkpoint / "brain.ckpt").read_text())["optimizer_step"] == steps
+    assert int(torch.load(checkpoint / "optimizer.ckpt")["state"][0]["step"]) == steps
+
+
+def run_ddp_probe(
+    script: str, brain: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
+) -> list[dict]:
+    """Run a stage as two gloo processes with the probe of tests/ddp_probe.py (``brain``: its Brain class)
+    and check what every multi-process run must show: both processes trained on different utterances,
+    hold the same weights after a step and left the frozen encoder as it was; the test stage ran. Returns
+    both probes."""
+    command = recipe_command("tests/ddp_probe.py", hparams, data_folder, output_folder, *extra)
+    env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem, "PROBE_BRAIN": brain}
+    result = run_torchrun(command, port=port, env=env)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "test loss" in parse_train_log(output_folder / "train_log.txt")[-1]
+    probes = [json.loads((output_folder / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
+    assert probes[0]["weights_after_step_1"] == probes[1]["weights_after_step_1"]
+    assert {probe["encoder_after_step_1"] for probe in probes} == {probes[0]["encoder"]}
+    ids = [set(probe["ids"]) for probe in probes]
+    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    return probes
+
+
+def fixed_batch_steps(brain, batch, steps: int) -> list[dict[str, float]]:
+    """``steps`` training steps of ``brain`` on the same batch; the figures it tracked at each step."""
+    import speechbrain as sb
+
+    figures = []
+    for _ in range(steps):
+        brain.on_stage_start(sb.Stage.TRAIN, 1)  # fresh running means: this step's figures
+        brain.fit_batch(batch)
+        figures.append(brain.tracked_means())
+    return figures
 
 
 def run_torchrun(

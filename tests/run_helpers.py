@@ -9,7 +9,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 import yaml
-from recipe_runner import ROOT, load_hparams, recipe_env
+from recipe_runner import ROOT, fixed_batch_steps, load_hparams, padded_batch, recipe_env
 
 from focalcodec.codec import FocalCodec
 
@@ -90,3 +90,24 @@ def copy_run(run: Path, destination: Path, changes: dict | None = None, keep_yam
         node[keys[-1]] = value
     (destination / "parts.json").write_text(json.dumps(record))
     return destination
+
+
+def quantizer_steps_on_speech(brain, frozen: tuple[str, ...] = ("encoder", "decoder")) -> None:
+    """A quantizer-stage Brain (or the joint stage's) trained 8 steps on a fixed batch of real speech: the
+    feature loss falls; then it resynthesizes a validation batch through its decoder. The ``frozen``
+    modules stay bit-identical throughout."""
+    import speechbrain as sb
+
+    before = {
+        name: {k: v.clone() for k, v in getattr(brain.hparams, name).state_dict().items()} for name in frozen
+    }
+    sig = speech()[0]
+    losses = [
+        step["rec_loss"] for step in fixed_batch_steps(brain, padded_batch(sig[:16000], sig[16000:28000]), 8)
+    ]
+    assert losses[-1] < 0.8 * losses[0], losses
+    brain.on_stage_start(sb.Stage.VALID, 1)
+    assert torch.isfinite(brain.evaluate_batch(padded_batch(sig), sb.Stage.VALID))
+    for name, state in before.items():
+        for key, value in getattr(brain.hparams, name).state_dict().items():
+            assert torch.equal(value, state[key]), (name, key)

@@ -1,22 +1,18 @@
 """FocalCodec-Stream stage 3 (train_encoder.py): the causal WavLM6 distilled layer by layer, through its real
 command line (one and two processes, killed and resumed) and step by step."""
 
-import json
-
 import pytest
 import torch
 import yaml
 from recipe_runner import (
     QUANTIZER_ARGS,
     build_brain,
-    kill_mid_epoch,
+    fixed_batch_steps,
     load_hparams,
     padded_batch,
     parse_train_log,
-    recipe_command,
-    recipe_env,
-    run_recipe,
-    run_torchrun,
+    resume_after_kill,
+    run_ddp_probe,
     tiny_overrides,
 )
 from run_helpers import speech
@@ -70,13 +66,9 @@ def test_every_layer_moves_towards_the_teacher_and_the_frozen_parts_stay(posemb_
     teacher_before, student_before = snapshot(teacher), snapshot(student)
     sig = speech()[0]
     batch = padded_batch(sig, sig[:20000])
-    layer_mse = []
-    for _ in range(10):
-        brain.on_stage_start(brain.stage, 1)  # fresh running means: this step's figures
-        brain.fit_batch(batch)
-        layer_mse.append([brain.tracked_means()[f"layer{i}_mse"] for i in (1, 2)])
-    for layer in range(2):
-        assert layer_mse[-1][layer] < 0.8 * layer_mse[0][layer], layer_mse
+    figures = fixed_batch_steps(brain, batch, 10)
+    for key in ("layer1_mse", "layer2_mse"):
+        assert figures[-1][key] < 0.8 * figures[0][key], [step[key] for step in figures]
     for key, value in snapshot(teacher).items():
         assert torch.equal(value, teacher_before[key]), key
     for key, value in snapshot(student).items():
@@ -93,7 +85,6 @@ def test_a_positional_embedding_from_another_teacher_is_refused(posemb_run, wavl
 
 @pytest.mark.slow
 def test_resume_after_sigkill(small_corpus, posemb_run, tmp_path):
-    out = tmp_path / "wavlm"
     args = [
         *QUANTIZER_ARGS,
         "--ckpt_interval_steps",
@@ -102,31 +93,18 @@ def test_resume_after_sigkill(small_corpus, posemb_run, tmp_path):
         str(posemb_run),
     ]
     args[args.index("--num_epochs") + 1] = "2"
-    kill_mid_epoch(recipe_command("train_encoder.py", "stream/wavlm.yaml", small_corpus, out, *args), out)
-    run_recipe("train_encoder.py", "stream/wavlm.yaml", small_corpus, out, *args)
-    epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
-    assert epochs == [1, 2], epochs  # each epoch logged once: continued, not restarted
-    checkpoint = max((out / "save").glob("CKPT+*"))
-    assert yaml.safe_load((checkpoint / "brain.ckpt").read_text())["optimizer_step"] == 2 * 3
-    assert int(torch.load(checkpoint / "optimizer.ckpt")["state"][0]["step"]) == 2 * 3
+    resume_after_kill(
+        "train_encoder.py", "stream/wavlm.yaml", small_corpus, tmp_path / "wavlm", *args, steps=2 * 3
+    )  # 6 utterances in batches of 2
 
 
 @pytest.mark.slow
 def test_two_process_ddp_gloo(small_corpus, posemb_run, tmp_path):
     """Two gloo processes train on different utterances and hold the same student after a step; the teacher
     is unchanged."""
-    out = tmp_path / "wavlm"
     args = [*QUANTIZER_ARGS, "--student_encoder_posemb_checkpoint", str(posemb_run)]
-    command = recipe_command("tests/ddp_probe.py", "stream/wavlm.yaml", small_corpus, out, *args)
-    env = {**recipe_env(), "PROBE_SCRIPT": "train_encoder", "PROBE_BRAIN": "EncoderDistillation"}
-    result = run_torchrun(command, port=29561, env=env)
-    assert result.returncode == 0, result.stderr[-5000:]
-    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
-    probes = [json.loads((out / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
-    assert probes[0]["weights_after_step_1"] == probes[1]["weights_after_step_1"]
-    assert {probe["encoder_after_step_1"] for probe in probes} == {probes[0]["encoder"]}
-    ids = [set(probe["ids"]) for probe in probes]
-    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    run_ddp_probe("train_encoder.py", "EncoderDistillation", "stream/wavlm.yaml", small_corpus,
+                  tmp_path / "wavlm", *args, port=29561)  # fmt: skip
 
 
 @pytest.mark.slow

@@ -2,27 +2,21 @@
 decompressor against the teacher, through its real command line (one and two processes, killed and resumed)
 and step by step."""
 
-import json
-
 import pytest
 import soundfile as sf
-import speechbrain as sb
 import torch
 import yaml
 from recipe_runner import (
     QUANTIZER_ARGS,
     build_brain,
-    kill_mid_epoch,
     load_hparams,
     padded_batch,
     parse_train_log,
-    recipe_command,
-    recipe_env,
-    run_recipe,
-    run_torchrun,
+    resume_after_kill,
+    run_ddp_probe,
     tiny_overrides,
 )
-from run_helpers import speech
+from run_helpers import quantizer_steps_on_speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_joint import Refinement
@@ -88,23 +82,9 @@ def joint_brain(stream_bsq_run, wavenext_run, **overrides) -> Refinement:
 
 def test_joint_steps_reduce_the_loss_and_leave_the_frozen_parts(stream_bsq_run, wavenext_run):
     brain = joint_brain(stream_bsq_run, wavenext_run, lr=0.001)
-    hparams = brain.hparams
-    frozen = {name: snapshot(getattr(hparams, name)) for name in ("encoder", "decoder")}
-    student = snapshot(hparams.student_encoder)
-    sig = speech()[0]
-    batch = padded_batch(sig[:16000], sig[16000:28000])
-    losses = []
-    for _ in range(8):
-        brain.on_stage_start(sb.Stage.TRAIN, 1)
-        brain.fit_batch(batch)
-        losses.append(brain.tracked_means()["rec_loss"])
-    assert losses[-1] < 0.8 * losses[0], losses
-    brain.on_stage_start(sb.Stage.VALID, 1)
-    assert torch.isfinite(brain.evaluate_batch(padded_batch(sig), sb.Stage.VALID))
-    for name, state in frozen.items():
-        for key, value in snapshot(getattr(hparams, name)).items():
-            assert torch.equal(value, state[key]), (name, key)
-    for key, value in snapshot(hparams.student_encoder).items():
+    student = snapshot(brain.hparams.student_encoder)
+    quantizer_steps_on_speech(brain)  # the teacher and the decoder stay as they are
+    for key, value in snapshot(brain.hparams.student_encoder).items():
         assert torch.equal(value, student[key]) == key.startswith(FROZEN), key
 
 
@@ -121,33 +101,17 @@ def test_a_start_that_does_not_fit_is_an_error(stream_bsq_run, wavenext_run):
 def test_two_process_ddp_gloo(small_corpus, stream_bsq_run, tmp_path):
     """Two gloo processes train on different utterances and hold the same weights after a step: the encoder
     too (the original called it outside its DDP wrapper, so its gradients were not averaged)."""
-    out = tmp_path / "joint"
-    command = recipe_command(
-        "tests/ddp_probe.py", "stream/joint.yaml", small_corpus, out, *stage_args(stream_bsq_run)
-    )
-    env = {**recipe_env(), "PROBE_SCRIPT": "train_joint", "PROBE_BRAIN": "Refinement"}
-    result = run_torchrun(command, port=29562, env=env)
-    assert result.returncode == 0, result.stderr[-5000:]
-    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
-    probes = [json.loads((out / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
-    assert probes[0]["weights_after_step_1"] == probes[1]["weights_after_step_1"]
-    assert {probe["encoder_after_step_1"] for probe in probes} == {probes[0]["encoder"]}
-    ids = [set(probe["ids"]) for probe in probes]
-    assert ids[0] and ids[1] and not ids[0] & ids[1]
+    run_ddp_probe("train_joint.py", "Refinement", "stream/joint.yaml", small_corpus, tmp_path / "joint",
+                  *stage_args(stream_bsq_run), port=29562)  # fmt: skip
 
 
 @pytest.mark.slow
 def test_resume_after_sigkill(small_corpus, stream_bsq_run, tmp_path):
-    out = tmp_path / "joint"
     args = stage_args(stream_bsq_run, "--ckpt_interval_steps", "1")
     args[args.index("--num_epochs") + 1] = "2"
-    kill_mid_epoch(recipe_command("train_joint.py", "stream/joint.yaml", small_corpus, out, *args), out)
-    run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, out, *args)
-    epochs = [row["epoch"] for row in parse_train_log(out / "train_log.txt") if "epoch" in row]
-    assert epochs == [1, 2], epochs  # each epoch logged once: continued, not restarted
-    checkpoint = max((out / "save").glob("CKPT+*"))
-    assert yaml.safe_load((checkpoint / "brain.ckpt").read_text())["optimizer_step"] == 2 * 3
-    assert int(torch.load(checkpoint / "optimizer.ckpt")["state"][0]["step"]) == 2 * 3
+    resume_after_kill(
+        "train_joint.py", "stream/joint.yaml", small_corpus, tmp_path / "joint", *args, steps=2 * 3
+    )  # 6 utterances in batches of 2
 
 
 @pytest.mark.slow

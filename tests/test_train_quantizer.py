@@ -1,7 +1,6 @@
 """The quantizer stage end to end through its real command line, on generated LibriTTS-layout corpora."""
 
 import contextlib
-import copy
 import hashlib
 import json
 import shutil
@@ -9,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import speechbrain as sb
 import torch
 import yaml
 from ddp_probe import digest
@@ -27,7 +25,7 @@ from recipe_runner import (
     run_torchrun,
     tiny_overrides,
 )
-from run_helpers import speech
+from run_helpers import quantizer_steps_on_speech
 
 from focalcodec.wavlm import WavLM
 from train_quantizer import Quantization
@@ -263,21 +261,7 @@ def test_stream_steps_reduce_the_loss_on_the_frozen_distilled_encoder(wavlm_run,
     hparams = load_hparams("stream/bsq.yaml", {**STREAM_TINY, "lr": 0.002})
     load_frozen_encoder(hparams["encoder"], checkpoint=str(wavlm_run))
     hparams["decoder"] = load_decoder(wavenext_run, hparams["decoder"], hparams["encoder"])
-    brain = build_brain(Quantization, hparams)
-    frozen = {name: copy.deepcopy(hparams[name].state_dict()) for name in ("encoder", "decoder")}
-    sig = speech()[0]
-    batch = padded_batch(sig[:16000], sig[16000:28000])
-    losses = []
-    for _ in range(8):
-        brain.on_stage_start(sb.Stage.TRAIN, 1)
-        brain.fit_batch(batch)
-        losses.append(brain.tracked_means()["rec_loss"])
-    assert losses[-1] < 0.8 * losses[0], losses
-    brain.on_stage_start(sb.Stage.VALID, 1)
-    assert torch.isfinite(brain.evaluate_batch(padded_batch(sig), sb.Stage.VALID))
-    for name, state in frozen.items():
-        for key, value in hparams[name].state_dict().items():
-            assert torch.equal(value, state[key]), (name, key)
+    quantizer_steps_on_speech(build_brain(Quantization, hparams))  # the encoder and decoder stay as they are
 
 
 @pytest.mark.slow
