@@ -11,11 +11,12 @@ import torch
 import torchaudio
 from speechbrain.dataio.dataio import write_audio
 from speechbrain.utils.distributed import if_main_process
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from focalcodec.audio import absolute_lengths, fit_length
 from utils.metrics import QualityMetrics
 
-__all__ = ["CodecBrain", "Features"]
+__all__ = ["CodecBrain", "Features", "compile_module"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,33 @@ class Features(NamedTuple):
     lens: torch.Tensor  # (B,) relative lengths of the features (uncached: those of the waveform)
     sig: torch.Tensor | None  # (B, N) waveform (None: a cached batch without audio)
     crop_lens: torch.Tensor  # (B,) relative lengths for utils.crop.random_feature_crop
+
+
+def _spectral_normalised(module: torch.nn.Module) -> bool:
+    """Whether ``module`` itself carries ``torch.nn.utils.spectral_norm`` (a forward pre-hook)."""
+    return any(isinstance(hook, SpectralNorm) for hook in module._forward_pre_hooks.values())
+
+
+def compile_module(module: torch.nn.Module, options: dict) -> torch.nn.Module:
+    """``torch.compile(module, **options)``, except that spectral-normalised layers stay eager: the largest
+    submodules without one are compiled in place (``nn.Module.compile``: same state-dict keys).
+
+    Why: spectral norm updates its power-iteration vector in place at every training forward; the HiFi-GAN
+    discriminator runs twice (real, then generated audio) before its backward, and inductor (torch 2.13)
+    saves that vector without eager's protective copy, so the backward fails ("modified by an inplace
+    operation"). SpeechBrain's multi-scale discriminator normalises its first scale this way.
+    """
+    if not any(_spectral_normalised(sub) for sub in module.modules()):
+        return torch.compile(module, **options)
+    for child in module.children():
+        if _spectral_normalised(child):
+            continue
+        containers = (torch.nn.ModuleList, torch.nn.ModuleDict)  # never called: their members are
+        if isinstance(child, containers) or any(_spectral_normalised(sub) for sub in child.modules()):
+            compile_module(child, options)  # in place, below the spectral-normalised layers
+        else:
+            child.compile(**options)
+    return module
 
 
 class CodecBrain(sb.Brain):
@@ -55,26 +83,21 @@ class CodecBrain(sb.Brain):
     def _compile(self) -> None:
         """With ``compile``: ``torch.compile`` every trained module (or ``compile_module_keys``) with the
         ``compile_backend`` (default inductor). A module that dynamo cannot compile falls back to eager
-        execution with a warning instead of stopping the run (``suppress_errors``)."""
+        execution with a warning instead of stopping the run (``suppress_errors``). Spectral-normalised
+        layers stay eager (see :func:`compile_module`)."""
         if not self.compile:
             return super()._compile()  # e.g. --jit
         import torch._dynamo
 
         torch._dynamo.config.suppress_errors = True
         backend = getattr(self.hparams, "compile_backend", "inductor")
-        options = {"mode": self.compile_mode} if backend == "inductor" else {}
+        options = {"backend": backend, "dynamic": self.compile_using_dynamic_shape_tracing}
+        options.update({"mode": self.compile_mode} if backend == "inductor" else {})
         for name in self.compile_module_keys or list(self.modules):
             try:
-                compiled = torch.compile(
-                    self.modules[name],
-                    backend=backend,
-                    dynamic=self.compile_using_dynamic_shape_tracing,
-                    **options,
-                )
+                self.modules[name] = compile_module(self.modules[name], options).to(self.device)
             except Exception as error:  # an unsupported backend or platform: keep the eager module
                 logger.warning(f"Cannot compile {name} ({type(error).__name__}: {error}); running it eagerly")
-                continue
-            self.modules[name] = compiled.to(self.device)
         return None
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
