@@ -5,6 +5,7 @@ Reading uses ``soundfile`` (WAV, FLAC, OGG, and MP3 where libsndfile supports it
 and resamples with ``torchaudio``; files are never modified.
 """
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -60,16 +61,29 @@ def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, AudioInfo]:
     data, file_rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     if data.shape[0] == 0:
         raise ValueError("no audio samples")
-    return torch.from_numpy(data).mean(dim=1), AudioInfo(file_rate, data.shape[0], data.shape[1])
+    return _mono(data), AudioInfo(file_rate, data.shape[0], data.shape[1])
+
+
+def _mono(data) -> torch.Tensor:
+    """(N, C) numpy samples -> (N,) float tensor, the channels averaged."""
+    sig = torch.from_numpy(data)
+    return sig[:, 0] if sig.shape[1] == 1 else sig.mean(dim=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _resampler(from_rate: int, to_rate: int, dtype: torch.dtype, device: torch.device) -> torch.nn.Module:
+    """``torchaudio.transforms.Resample``: ``torchaudio.functional.resample``'s computation with its sinc
+    kernel made once (computing it took about as long as applying it to a 22-frame training crop)."""
+    import torchaudio.transforms as AT
+
+    return AT.Resample(from_rate, to_rate, dtype=dtype).to(device)
 
 
 def resample(sig: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
     """(..., N) at ``from_rate`` -> (..., N') at ``to_rate`` (unchanged when the rates are equal)."""
     if from_rate == to_rate:
         return sig
-    import torchaudio.functional as AF
-
-    return AF.resample(sig, from_rate, to_rate)
+    return _resampler(from_rate, to_rate, sig.dtype, sig.device)(sig)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
@@ -97,21 +111,17 @@ def load_audio_segment(path: str | os.PathLike, start: int, stop: int, sample_ra
     waveform up to float rounding. ``stop`` must not pass the end of the resampled file."""
     import soundfile as sf
 
-    info = audio_info(path)
-    if info.sample_rate == sample_rate:
-        data, _ = sf.read(os.fspath(path), start=start, stop=stop, dtype="float32", always_2d=True)
-        return torch.from_numpy(data).mean(dim=1)
-    orig, new, margin = _resampling_margin(info.sample_rate, sample_rate)
-    first_block = max(0, start // new - margin)
-    last_block = -(-stop // new) + margin
-    data, _ = sf.read(
-        os.fspath(path),
-        start=first_block * orig,
-        stop=min(info.num_samples, last_block * orig),
-        dtype="float32",
-        always_2d=True,
-    )
-    sig = resample(torch.from_numpy(data).mean(dim=1), info.sample_rate, sample_rate)
+    with sf.SoundFile(os.fspath(path)) as file:  # one open: header and samples
+        file_rate, num_samples = file.samplerate, file.frames
+        if file_rate == sample_rate:
+            file.seek(start)
+            return _mono(file.read(stop - start, dtype="float32", always_2d=True))
+        orig, new, margin = _resampling_margin(file_rate, sample_rate)
+        first_block = max(0, start // new - margin)
+        file.seek(first_block * orig)
+        count = min(num_samples, (-(-stop // new) + margin) * orig) - first_block * orig
+        data = file.read(count, dtype="float32", always_2d=True)
+    sig = resample(_mono(data), file_rate, sample_rate)
     offset = first_block * new
     return sig[start - offset : stop - offset]
 

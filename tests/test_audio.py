@@ -71,3 +71,14 @@ def test_absolute_lengths_of_a_padded_batch():
     assert absolute_lengths(None, 2, 7) == [7, 7]
     with pytest.raises(ValueError, match="2 entries for a batch of 3"):
         absolute_lengths(torch.ones(2), 3, 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("from_rate", "to_rate"), [(24000, 16000), (16000, 24000), (44100, 16000)])
+def test_resample_is_torchaudios_with_its_kernel_made_once(dtype, from_rate, to_rate):
+    import torchaudio.functional as AF
+
+    sig = torch.randn(2, 5000, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    for _ in range(2):  # the second call uses the kernel the first one made
+        resampled = resample(sig, from_rate, to_rate)
+        assert resampled.dtype == dtype and torch.equal(resampled, AF.resample(sig, from_rate, to_rate))

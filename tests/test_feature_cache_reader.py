@@ -1,7 +1,8 @@
-"""utils/feature_cache/reader.py: whole utterances and ranges of their frames, read by offset; incomplete,
-truncated or foreign caches are refused."""
+"""utils/feature_cache/reader.py: whole utterances and ranges of their frames, read from memory-mapped
+shards; incomplete, truncated or foreign caches are refused."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -27,28 +28,43 @@ def test_utterances_are_read_from_their_shards(cache):
     assert "missing" not in cache and len(cache) == 5
 
 
+class RowRecorder:
+    """A shard's memory map that records the rows sliced from it."""
+
+    def __init__(self, rows: np.ndarray, sliced: list) -> None:
+        self.rows, self.sliced = rows, sliced
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        part = self.rows[index]
+        self.sliced.append(part.shape[0])
+        return part
+
+
 def test_frames_reads_only_a_range_of_one_utterance(cache, monkeypatch):
-    reads = []
-    fromfile = np.fromfile
-
-    def counting(*args, **kwargs):
-        reads.append(kwargs["count"])
-        return fromfile(*args, **kwargs)
-
+    sliced = []
     for uttid in ("utt0", "utt3", "utt4"):
         full, frames = cache[uttid], cache.num_frames(uttid)
-        monkeypatch.setattr(np, "fromfile", counting)
+        for shard, rows in list(cache._maps.items()):  # mapped by the read of the whole utterance
+            monkeypatch.setitem(cache._maps, shard, RowRecorder(rows, sliced))
         for start, count in ((0, frames), (0, 22), (5, 22), (frames - 22, 22), (frames - 1, 1), (7, 0)):
             part = cache.frames(uttid, start, count)
             assert part.dtype == torch.float32 and part.shape == (count, cache.dim)
             assert torch.equal(part, full[start : start + count])
-            assert reads[-1] == count * cache.dim  # nothing else of the utterance is read
+            assert sliced[-1] == count  # nothing else of the utterance is read
         monkeypatch.undo()
         for start, count in ((-1, 2), (0, frames + 1), (frames - 21, 22), (0, -1)):
             with pytest.raises(IndexError, match=f"out of the {frames} frames of '{uttid}'"):
                 cache.frames(uttid, start, count)
     with pytest.raises(KeyError, match="not in the feature cache"):
         cache.frames("missing", 0, 1)
+
+
+def test_a_pickled_cache_maps_its_shards_anew(cache):
+    """What a spawned DataLoader worker receives: the index, not the memory maps (nor a copy of a shard)."""
+    expected = cache["utt3"]
+    copy = pickle.loads(pickle.dumps(cache))
+    assert cache._maps and not copy._maps
+    assert torch.equal(copy["utt3"], expected) and copy._maps
 
 
 def test_incomplete_truncated_or_foreign_caches_are_refused(cache, tmp_path):

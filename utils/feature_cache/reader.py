@@ -1,5 +1,6 @@
-"""Reading a complete feature cache: whole utterances or ranges of their frames, by offset reads (no file
-kept open, so a :class:`FeatureCache` can be used in DataLoader workers as is)."""
+"""Reading a complete feature cache: whole utterances or ranges of their frames, from memory-mapped shards
+(mapped on first use in each process and never pickled, so a :class:`FeatureCache` can be used in
+DataLoader workers as is, forked or spawned)."""
 
 import json
 import os
@@ -42,6 +43,10 @@ class FeatureCache:
         self._np_dtype = np.dtype(DTYPES[self.dtype])
         self._shards = [self.folder / name for name in index["shards"]]
         self._entries: dict[str, list[int]] = index["entries"]  # uttid -> [shard, first row, frames]
+        self._maps: dict[int, np.ndarray] = {}  # shard number -> (rows, D) read-only memory map
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}  # a worker maps the shards itself
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,12 +89,11 @@ class FeatureCache:
 
     def _read(self, shard: int, row: int, count: int, uttid: str) -> torch.Tensor:
         """(count, D) float32 rows ``row ..`` of shard number ``shard`` (``uttid`` names errors)."""
-        data = np.fromfile(
-            self._shards[shard],
-            dtype=self._np_dtype,
-            count=count * self.dim,
-            offset=row * self.dim * self._np_dtype.itemsize,
-        )
-        if data.size != count * self.dim:
+        if shard not in self._maps:
+            path = self._shards[shard]
+            rows = path.stat().st_size // (self.dim * self._np_dtype.itemsize)
+            self._maps[shard] = np.memmap(path, dtype=self._np_dtype, mode="r", shape=(rows, self.dim))
+        data = self._maps[shard][row : row + count]
+        if data.shape[0] != count:
             raise FeatureCacheError(f"{self._shards[shard]} is truncated (reading {uttid!r})")
-        return torch.from_numpy(data.reshape(count, self.dim).astype(np.float32, copy=False))
+        return torch.from_numpy(data.astype(np.float32))
