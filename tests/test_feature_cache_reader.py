@@ -84,3 +84,6 @@ def test_incomplete_truncated_or_foreign_caches_are_refused(cache, tmp_path):
     assert torch.equal(copy.frames("utt4", 0, frames - 1), cache.frames("utt4", 0, frames - 1))
     with pytest.raises(FeatureCacheError, match="truncated"):
         copy["utt4"]
+    data.write_bytes(b"")
+    with pytest.raises(FeatureCacheError, match="truncated"):
+        FeatureCache(folder, key=cache.key)["utt4"]

@@ -92,6 +92,8 @@ class FeatureCache:
         if shard not in self._maps:
             path = self._shards[shard]
             rows = path.stat().st_size // (self.dim * self._np_dtype.itemsize)
+            if rows == 0:  # nothing to map (numpy refuses empty files)
+                raise FeatureCacheError(f"{path} is truncated (reading {uttid!r})")
             self._maps[shard] = np.memmap(path, dtype=self._np_dtype, mode="r", shape=(rows, self.dim))
         data = self._maps[shard][row : row + count]
         if data.shape[0] != count:
