@@ -6,10 +6,12 @@ and resamples with ``torchaudio``; files are never modified.
 """
 
 import functools
+import io
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +21,9 @@ from focalcodec.files import atomic_write
 __all__ = [
     "AUDIO_SUFFIXES",
     "AudioInfo",
+    "Written",
     "absolute_lengths",
+    "as_written",
     "audio_info",
     "fit_length",
     "load_audio",
@@ -126,8 +130,33 @@ def load_audio_segment(path: str | os.PathLike, start: int, stop: int, sample_ra
     return sig[start - offset : stop - offset]
 
 
+class Written(NamedTuple):
+    """A waveform as a WAV file holds it (see :func:`as_written`)."""
+
+    sig: torch.Tensor  # (..., N) float32, the samples a reader of the file gets back
+    clipped: int  # samples that were outside [-1, 1] and were clipped
+
+
+def as_written(sig: torch.Tensor, subtype: str = "PCM_16") -> Written:
+    """(..., N) waveform -> the samples a WAV file of ``subtype`` written by :func:`write_wav` holds, read
+    back as float32: clipped to [-1, 1], then rounded by libsndfile itself (an in-memory round trip; its
+    16-bit rounding is neither ``rint`` nor ``floor`` of ``x * 32768``). Score this, and write it: what is
+    heard and what is measured are then the same samples. ``clipped`` counts the samples clipped."""
+    import soundfile as sf
+
+    data = sig.detach().float().cpu()
+    clipped = int((data.abs() > 1.0).sum())
+    frames = data.clamp(-1.0, 1.0).reshape(-1, data.shape[-1]).T.contiguous().numpy()  # (N, channels)
+    buffer = io.BytesIO()
+    sf.write(buffer, frames, 8000, subtype=subtype, format="WAV")  # the rate does not change the samples
+    buffer.seek(0)
+    back = sf.read(buffer, dtype="float32", always_2d=True)[0]
+    return Written(torch.from_numpy(back.T.copy()).reshape(data.shape).to(sig.device), clipped)
+
+
 def write_wav(path: str | os.PathLike, sig: torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write a (N,) waveform as a WAV file (clipped to [-1, 1]), atomically: never a truncated file."""
+    """Write a (N,) waveform as a WAV file (clipped to [-1, 1]), atomically: never a truncated file. Reading
+    it back gives :func:`as_written` of ``sig``."""
     import soundfile as sf
 
     data = sig.detach().float().cpu().clamp(-1.0, 1.0).numpy()
