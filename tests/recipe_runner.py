@@ -1,5 +1,6 @@
 """Running the training scripts through their real command line, as a user does."""
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ __all__ = [
     "ROOT",
     "RUN_ARGS",
     "SMALL_SPLITS",
+    "assert_test_loss_is_batch_mean",
     "build_brain",
     "fit_brain",
     "fixed_batch_steps",
@@ -34,6 +36,7 @@ __all__ = [
     "run_torchrun",
     "signal_dataset",
     "tiny_overrides",
+    "torchrun_command",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,13 +82,24 @@ def recipe_command(
 
 
 def run_recipe(
-    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, check: bool = True
+    script: str,
+    hparams: str,
+    data_folder: Path,
+    output_folder: Path,
+    *extra: str,
+    check: bool = True,
+    probe: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run a training script to completion; on failure the assertion shows the end of its output."""
+    """Run a training script to completion; on failure the assertion shows the end of its output. ``probe``:
+    through tests/ddp_probe.py, which also writes what the run did step by step (``probe-0.json``)."""
+    env = recipe_env()
+    if probe:
+        env["PROBE_SCRIPT"] = Path(script).stem
+        script = "tests/ddp_probe.py"
     result = subprocess.run(
         recipe_command(script, hparams, data_folder, output_folder, *extra),
         cwd=ROOT,
-        env=recipe_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
@@ -108,10 +122,35 @@ def _mid_epoch_after_an_epoch_end(output_folder: Path) -> bool:
     return bool(ends) and any(not meta["end-of-epoch"] and meta["unixtime"] > max(ends) for meta in metas)
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of a process (from /proc: this suite runs on Linux)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def kill_tree(pid: int) -> None:
+    """``kill -9`` a process and all its descendants: torchrun starts each worker in a session of its own,
+    so killing torchrun's process group leaves them running (and holding its output pipes)."""
+    pending, found = [pid], []
+    while pending:
+        found.append(pending.pop())
+        pending.extend(_children(found[-1]))
+    for process in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process, signal.SIGKILL)
+
+
 def kill_mid_epoch(command: list[str], output_folder: Path, timeout: float = 600) -> None:
-    """Start a recipe command and ``kill -9`` it inside an epoch that follows a finished one (as soon as an
-    intra-epoch checkpoint of it exists: run it with a small ``--ckpt_interval_steps``). Fails if the run
-    ends before."""
+    """Start a recipe command and ``kill -9`` it (with every process it started: torchrun's workers too)
+    inside an epoch that follows a finished one (as soon as an intra-epoch checkpoint of it exists: run it
+    with a small ``--ckpt_interval_steps``). Fails if the run ends before."""
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
@@ -122,7 +161,7 @@ def kill_mid_epoch(command: list[str], output_folder: Path, timeout: float = 600
         if process.poll() is not None:
             log.seek(0)
             raise AssertionError(f"the run finished before it could be killed:\n{log.read()[-5000:]}")
-        process.send_signal(signal.SIGKILL)
+        kill_tree(process.pid)
         process.wait()
 
 
@@ -144,15 +183,24 @@ def resume_after_kill(
     assert int(torch.load(checkpoint / "optimizer.ckpt")["state"][0]["step"]) == steps
 
 
+def assert_test_loss_is_batch_mean(output_folder: Path) -> None:
+    """The test loss a probed run logged (:func:`run_recipe` with ``probe``) is the mean of its test batches'
+    losses (to the 6 digits the log keeps)."""
+    losses = json.loads((output_folder / "probe-0.json").read_text())["test_losses"]
+    logged = parse_train_log(output_folder / "train_log.txt")[-1]["test loss"]
+    assert losses, "no test batch was probed"
+    mean = sum(losses) / len(losses)
+    assert abs(logged - mean) <= 1e-5 * max(abs(mean), 1e-6), (logged, losses)
+
+
 def run_ddp_probe(
-    script: str, brain: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
 ) -> list[dict]:
-    """Run a stage as two gloo processes with the probe of tests/ddp_probe.py (``brain``: its Brain class)
-    and check what every multi-process run must show: both processes trained on different utterances,
-    hold the same weights after a step and left the frozen encoder as it was; the test stage ran. Returns
-    both probes."""
+    """Run a stage as two gloo processes with the probe of tests/ddp_probe.py and check what every
+    multi-process run must show: both processes trained on different utterances, hold the same weights
+    after a step and left the frozen encoder as it was; the test stage ran. Returns both probes."""
     command = recipe_command("tests/ddp_probe.py", hparams, data_folder, output_folder, *extra)
-    env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem, "PROBE_BRAIN": brain}
+    env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem}
     result = run_torchrun(command, port=port, env=env)
     assert result.returncode == 0, result.stderr[-5000:]
     assert "test loss" in parse_train_log(output_folder / "train_log.txt")[-1]
@@ -176,19 +224,36 @@ def fixed_batch_steps(brain, batch, steps: int) -> list[dict[str, float]]:
     return figures
 
 
-def run_torchrun(
-    command: list[str], port: int, processes: int = 2, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run a ``recipe_command`` as ``torchrun --nproc_per_node=<processes>`` with the gloo backend (CPU)."""
+def torchrun_command(command: list[str], port: int, processes: int = 2) -> list[str]:
+    """A ``recipe_command`` as ``torchrun --nproc_per_node=<processes>`` with the gloo backend (CPU)."""
     torchrun = [str(Path(command[0]).parent / "torchrun"), f"--nproc_per_node={processes}"]
-    return subprocess.run(
-        [*torchrun, f"--master_port={port}", *command[1:], "--distributed_backend=gloo"],
+    return [*torchrun, f"--master_port={port}", *command[1:], "--distributed_backend=gloo"]
+
+
+def run_torchrun(
+    command: list[str],
+    port: int,
+    processes: int = 2,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Run a ``recipe_command`` as :func:`torchrun_command`. A run still going after ``timeout`` seconds
+    (a hang) is killed with all its processes, and the test fails showing the end of its output."""
+    process = subprocess.Popen(
+        torchrun_command(command, port, processes),
         cwd=ROOT,
         env=env or recipe_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"hung: killed after {timeout} s\n{stdout[-2000:]}\n{stderr[-4000:]}") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def load_hparams(hparams: str, overrides: dict) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 from speechbrain.utils.checkpoints import METAFNAME, Checkpointer
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process, main_process_only
 
 __all__ = ["AtomicCheckpointer", "checkpoint_meta", "find_checkpoint"]
 
@@ -24,6 +24,12 @@ class AtomicCheckpointer(Checkpointer):
     killed while saving left a folder that looked valid and failed to load on resume. Here the meta
     file is written under another name and renamed last; half-written folders are removed at the
     next save.
+
+    With several processes, the main process alone publishes, lists and deletes checkpoints, and every
+    process waits until it has: SpeechBrain's ``delete_checkpoints`` lists the folder on every process and
+    then makes one collective call per checkpoint it deletes, so two processes that listed the folder at
+    different moments (one before the rename above, one after) made different numbers of collective calls
+    and the run hung at the next checkpoint.
     """
 
     def _save_checkpoint_metafile(self, fpath, meta_to_include=None, end_of_epoch=True):
@@ -38,7 +44,13 @@ class AtomicCheckpointer(Checkpointer):
         checkpoint = super().save_checkpoint(meta or {}, end_of_epoch, name, verbosity)
         if checkpoint is not None:
             os.replace(checkpoint.path / PENDING_METAFNAME, checkpoint.path / METAFNAME)
+        ddp_barrier()  # published before any process goes on (and may list the folder)
         return checkpoint
+
+    def delete_checkpoints(self, **kwargs) -> None:
+        """SpeechBrain's ``delete_checkpoints`` (same keywords), decided and done by the main process alone
+        on the folder as it sees it; the other processes wait for it (one collective call on each)."""
+        main_process_only(super().delete_checkpoints)(**kwargs)
 
     def _remove_incomplete(self) -> None:
         if not self.checkpoints_dir.is_dir():
