@@ -11,12 +11,15 @@ bitrate, UTMOS (or DNSMOS when UTMOS cannot be loaded: the column is then named 
 (Whisper-small), speaker similarity, code usage and normalised entropy; the first row scores the input
 audio itself. A codec whose output rate differs from its input rate (FocalCodec-Stream: 16 kHz in, 24 kHz
 out) is scored on its output resampled to the input rate. With ``--streaming`` every causal model also gets
-a row scored chunk by chunk, as it streams (``NAME-streaming``).
+a row scored chunk by chunk, as it streams (``NAME-streaming``). Every figure is computed on the audio as a
+16-bit WAV file holds it (clipped to [-1, 1]), and the first ``--num_saved_audios`` outputs of each row are
+written as ``<output>/audios/<row>/<id>.wav``: what you hear is what was scored.
 """
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from focalcodec.codec import FocalCodec
 from utils.evaluation import QUALITY_ONLY, evaluate_codec, list_utterances, score_reference, write_table
@@ -37,6 +40,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--utmos_source", default="tarepan/SpeechMOS:v1.2.0")
     parser.add_argument("--whisper_source", default="openai/whisper-small")
     parser.add_argument("--sv_source", default="microsoft/wavlm-base-sv")
+    parser.add_argument(
+        "--num_saved_audios",
+        type=int,
+        default=10,
+        help="write the first N outputs of each model as <output>/audios/<model>/<id>.wav, as scored",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--streaming",
@@ -85,14 +94,14 @@ def main(argv: list[str]) -> int:
     if quality:
         rows.append(score_reference(utterances, metrics(quality)))
     suite = metrics(keys)
+    audios = Path(args.output) / "audios"
     for name, spec in models:
         codec = load_model(spec, args.allow_random_encoder)
-        rows.append(evaluate_codec(name, codec, utterances, suite, args.device))
-        if args.streaming and codec.causal:
-            rows.append(
-                evaluate_codec(f"{name}-streaming", codec, utterances, suite, args.device, streaming=True)
-            )
-        elif args.streaming:
+        runs = [(name, False)] + ([(f"{name}-streaming", True)] if args.streaming and codec.causal else [])
+        for row_name, streaming in runs:
+            saved = {"audio_folder": audios / row_name, "num_saved_audios": args.num_saved_audios}
+            rows.append(evaluate_codec(row_name, codec, utterances, suite, args.device, streaming, **saved))
+        if args.streaming and not codec.causal:
             logging.info(f"{name} is not causal: it cannot stream, so it has no streaming row")
     markdown, table = write_table(rows, args.output)
     print(markdown.read_text())

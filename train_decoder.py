@@ -143,8 +143,7 @@ class Resynthesis(CodecBrain):
             d_loss = self.discriminator_loss(out)
         self._track_losses(d_loss, g_losses)
         lens = batch.sig[1]
-        self.save_audios(batch.id, lens, hyp=out.hyp[:, 0], ref=out.ref[:, 0])
-        self.score_audio(batch.id, out.hyp[:, 0], out.ref[:, 0], lens)
+        self.score_and_save(batch.id, lens, hyp=out.hyp[:, 0], ref=out.ref[:, 0])
         return g_losses["G_loss"].detach().cpu()
 
     def _track_losses(self, d_loss: torch.Tensor, g_losses: dict[str, torch.Tensor]) -> None:

@@ -1,17 +1,24 @@
-"""The stages' Brain base class (utils/brain.py): the opt-in compiled step and its fallback."""
+"""The stages' Brain base class (utils/brain.py): the opt-in compiled step and its fallback, and the
+valid/test audio (scored as written)."""
 
 import logging
 
+import numpy as np
 import pytest
+import soundfile as sf
+import speechbrain as sb
 import torch
 import yaml
 from recipe_runner import ROOT, build_brain, load_hparams, padded_batch
+from run_helpers import speech
+from speechbrain.dataio.batch import PaddedBatch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
 from train_decoder import Resynthesis
 from train_quantizer import Quantization
 from utils.brain import compile_module
+from utils.metrics import QualityMetrics
 
 STAGES = {"quantizer": ("bsq.yaml", Quantization), "decoder": ("vocos.yaml", Resynthesis)}
 
@@ -98,3 +105,41 @@ def test_a_module_that_cannot_compile_runs_eagerly(caplog):
         isinstance(module, torch._dynamo.eval_frame.OptimizedModule) for module in brain.modules.values()
     )
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+class Louder(nn.Module):
+    """A generator whose output is 20 times louder: some samples leave [-1, 1]."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, feats):
+        return (20 * self.generator(feats)[0],)
+
+
+def test_the_written_audio_is_the_scored_audio(tmp_path, caplog):
+    """A test stage scores its audio as the WAV files hold it (16-bit, clipped): the written _hyp and _ref
+    files, read back and scored, give exactly the figures the stage reports; the clipped samples are
+    counted in a warning."""
+    overrides = {**tiny("decoder"), "output_folder": str(tmp_path), "metrics": ["sim_resemblyzer"]}
+    torch.manual_seed(0)
+    brain = build_brain(Resynthesis, load_hparams("vocos.yaml", {**overrides, "compute_metrics": True}))
+    brain.modules.generator = Louder(brain.modules.generator)
+    sig = speech()[0]
+    # ids of a folder corpus hold "/" (the files go to subfolders)
+    batch = PaddedBatch([{"id": "spk1/a", "sig": sig}, {"id": "spk2/b", "sig": sig[:20000]}])
+    brain.on_stage_start(sb.Stage.TEST)
+    brain.evaluate_batch(batch, sb.Stage.TEST)
+    with caplog.at_level(logging.WARNING):
+        reported = brain.quality_stats(sb.Stage.TEST)["Sim-Resemblyzer"]
+    clipped = int(caplog.text.split("were clipped (")[1].split(" of hyp")[0])
+    assert clipped > 100
+
+    folder = tmp_path / "audios" / "epoch0000"
+    rescored = QualityMetrics(metrics="sim_resemblyzer")
+    for utt_id in batch.id:
+        hyp, ref = (sf.read(folder / f"{utt_id}_{name}.wav", dtype="float32")[0] for name in ("hyp", "ref"))
+        assert np.abs(hyp).max() == 1.0  # clipped
+        rescored.append([utt_id], torch.from_numpy(hyp)[None], torch.from_numpy(ref)[None])
+    assert rescored.summarize("Sim-Resemblyzer") == reported

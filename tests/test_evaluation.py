@@ -14,7 +14,14 @@ from helpers import load_reference
 from recipe_runner import ROOT, recipe_env
 
 from focalcodec.codec import FocalCodec
-from utils.evaluation import evaluate_codec, list_utterances, resynthesize, score_reference, write_table
+from utils.evaluation import (
+    evaluate_codec,
+    list_utterances,
+    load_written,
+    resynthesize,
+    score_reference,
+    write_table,
+)
 from utils.export import codec_from_runs
 from utils.metrics import QualityMetrics
 
@@ -82,6 +89,15 @@ def test_command_line_offline(tiny_codec, speech_folder, tmp_path):
     assert "DNSMOS-OVRL" in header and "Sim-Resemblyzer" in header
     assert "UTMOS |" not in header and "| Sim |" not in header
     assert "tiny: UTMOS —" in text and "tiny: Sim —" in text
+    # What is written is what was scored: the saved outputs, read back and scored, give the table's figure
+    written = sorted((tmp_path / "audios" / "tiny").glob("*.wav"))
+    assert [path.stem for path in written] == [path.split(".")[0] for path in CLIPS]
+    rescored = QualityMetrics(metrics="sim_resemblyzer")
+    for path, clip in zip(written, CLIPS, strict=True):
+        hyp = torch.from_numpy(sf.read(path, dtype="float32")[0])[None]
+        rescored.append([path.stem], hyp, load_written(REAL_SPEECH / clip, 16000))
+    row = {row["model"]: row for row in csv.DictReader((tmp_path / "results.csv").open())}["tiny"]
+    assert float(row["Sim-Resemblyzer"]) == rescored.summarize("Sim-Resemblyzer")
 
 
 @pytest.mark.slow

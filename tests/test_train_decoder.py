@@ -10,6 +10,7 @@ import torch
 import yaml
 from recipe_runner import (
     ROOT,
+    assert_test_loss_is_batch_mean,
     build_brain,
     fit_brain,
     fixed_batch_steps,
@@ -141,10 +142,8 @@ def test_grad_accumulation_is_refused():
         brain.on_fit_start()
 
 
-def test_the_logged_train_loss_is_the_epoch_mean(tmp_path, monkeypatch):
-    """The original divided epoch e's summed loss by the global step count; here every epoch logs its mean."""
-    hparams = load_hparams("vocos.yaml", {**TINY, "output_folder": str(tmp_path), "num_epochs": 2})
-    brain = recipe_brain(Resynthesis, hparams)
+def recorded_fit(brain, monkeypatch, train: list) -> tuple[list[tuple[int, float]], list[float]]:
+    """``fit_brain`` on ``train``: every step's (epoch, loss), and every train stage's logged loss."""
     losses: list[tuple[int, float]] = []
     logged: list[float] = []
     fit_batch, on_stage_end = brain.fit_batch, brain.on_stage_end
@@ -161,13 +160,24 @@ def test_the_logged_train_loss_is_the_epoch_mean(tmp_path, monkeypatch):
 
     monkeypatch.setattr(brain, "fit_batch", recording_fit_batch)
     monkeypatch.setattr(brain, "on_stage_end", recording_on_stage_end)
+    fit_brain(brain, train, train[:1])
+    return losses, logged
+
+
+def test_the_logged_train_loss_is_the_epoch_mean(tmp_path, monkeypatch):
+    """The original divided epoch e's summed loss by the global step count; here every epoch logs its mean,
+    also the first epoch after a resume from an end-of-epoch checkpoint (which the stage saves with the
+    epoch's step count)."""
     generator = torch.Generator().manual_seed(0)
     train = [0.1 * torch.randn(7200 + 100 * i, generator=generator) for i in range(3)]
-    fit_brain(brain, train, train[:1])
-    for epoch in (1, 2):
-        epoch_losses = [loss for e, loss in losses if e == epoch]
-        assert len(epoch_losses) == 3
-        assert logged[epoch - 1] == pytest.approx(sum(epoch_losses) / 3, rel=1e-5)
+    for epochs in (2, 3):  # 2 epochs, then the same run resumed for a third
+        hparams = load_hparams("vocos.yaml", {**TINY, "output_folder": str(tmp_path), "num_epochs": epochs})
+        losses, logged = recorded_fit(recipe_brain(Resynthesis, hparams), monkeypatch, train)
+        first = 1 if epochs == 2 else 3
+        for index, epoch in enumerate(range(first, epochs + 1)):
+            epoch_losses = [loss for e, loss in losses if e == epoch]
+            assert len(epoch_losses) == 3
+            assert logged[index] == pytest.approx(sum(epoch_losses) / 3, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -397,3 +407,9 @@ def test_wavenext_full_size_default_config_trains_one_step():
     loss = brain.fit_batch(padded_batch(0.1 * torch.randn(73000)))  # one 150-frame crop
     assert torch.isfinite(loss) and not torch.equal(before, generator.head.proj.weight)
     assert sum(p.numel() for p in generator.parameters()) == 41_506_272
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["decoder_run", "wavenext_run"])
+def test_logged_test_loss_is_the_batch_mean(run, request):
+    assert_test_loss_is_batch_mean(request.getfixturevalue(run))

@@ -6,6 +6,7 @@ import torch
 import yaml
 from recipe_runner import (
     QUANTIZER_ARGS,
+    assert_test_loss_is_batch_mean,
     build_brain,
     fixed_batch_steps,
     load_hparams,
@@ -103,7 +104,7 @@ def test_two_process_ddp_gloo(small_corpus, posemb_run, tmp_path):
     """Two gloo processes train on different utterances and hold the same student after a step; the teacher
     is unchanged."""
     args = [*QUANTIZER_ARGS, "--student_encoder_posemb_checkpoint", str(posemb_run)]
-    run_ddp_probe("train_encoder.py", "EncoderDistillation", "stream/wavlm.yaml", small_corpus,
+    run_ddp_probe("train_encoder.py", "stream/wavlm.yaml", small_corpus,
                   tmp_path / "wavlm", *args, port=29561)  # fmt: skip
 
 
@@ -121,3 +122,8 @@ def test_full_size_default_config_trains_one_step():
         assert torch.equal(value, before[key]) == key.startswith(FROZEN), key
     trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
     assert (trainable, sum(p.numel() for p in student.parameters())) == (80_313_488, 88_708_240)
+
+
+@pytest.mark.slow
+def test_logged_test_loss_is_the_batch_mean(wavlm_run):
+    assert_test_loss_is_batch_mean(wavlm_run)

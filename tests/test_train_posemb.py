@@ -7,7 +7,14 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
-from recipe_runner import build_brain, load_hparams, padded_batch, parse_train_log, tiny_overrides
+from recipe_runner import (
+    assert_test_loss_is_batch_mean,
+    build_brain,
+    load_hparams,
+    padded_batch,
+    parse_train_log,
+    tiny_overrides,
+)
 from run_helpers import speech
 
 from train_posemb import PosembDistillation
@@ -77,3 +84,8 @@ def test_full_size_default_config_trains_one_step():
     loss = brain.fit_batch(padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12000)))
     assert torch.isfinite(loss) and not torch.equal(before, student.conv.weight)
     assert sum(p.numel() for p in student.parameters()) == 8_389_632
+
+
+@pytest.mark.slow
+def test_logged_test_loss_is_the_batch_mean(posemb_run):
+    assert_test_loss_is_batch_mean(posemb_run)

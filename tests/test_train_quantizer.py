@@ -14,6 +14,7 @@ from ddp_probe import digest
 from helpers import TINY_ENCODER
 from recipe_runner import (
     ROOT,
+    assert_test_loss_is_batch_mean,
     build_brain,
     fit_brain,
     kill_mid_epoch,
@@ -275,3 +276,9 @@ def test_stream_full_size_default_config_trains_one_step():
     assert torch.isfinite(loss) and not torch.equal(before, compressor.out_proj.weight)
     counts = [sum(p.numel() for p in hparams[name].parameters()) for name in ("compressor", "decompressor")]
     assert counts == [42_630_171, 42_631_183]  # the original's sizes (no refiner in this stage)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["quantizer_run", "stream_bsq_run"])
+def test_logged_test_loss_is_the_batch_mean(run, request):
+    assert_test_loss_is_batch_mean(request.getfixturevalue(run))

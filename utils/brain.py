@@ -9,11 +9,10 @@ from typing import ClassVar, NamedTuple
 import speechbrain as sb
 import torch
 import torchaudio
-from speechbrain.dataio.dataio import write_audio
 from speechbrain.utils.distributed import if_main_process
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from focalcodec.audio import absolute_lengths, fit_length
+from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
 from utils.metrics import QualityMetrics
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
@@ -57,6 +56,7 @@ def compile_module(module: torch.nn.Module, options: dict) -> torch.nn.Module:
     return module
 
 
+@sb.utils.checkpoints.register_checkpoint_hooks  # so that the checkpointer calls this class's _recover
 class CodecBrain(sb.Brain):
     """Base class of the two training stages.
 
@@ -99,6 +99,20 @@ class CodecBrain(sb.Brain):
             except Exception as error:  # an unsupported backend or platform: keep the eager module
                 logger.warning(f"Cannot compile {name} ({type(error).__name__}: {error}); running it eagerly")
         return None
+
+    @sb.utils.checkpoints.mark_as_loader
+    def _recover(self, path, end_of_epoch: bool) -> None:
+        """SpeechBrain's, except that an end-of-epoch checkpoint restores no position inside an epoch.
+
+        SpeechBrain counts the batches of the running stage in ``step`` and averages the stage's loss over
+        it; it resets both after each training epoch, but the decoder stage checkpoints before that reset,
+        so loading its checkpoint (the test stage's best one, or a resume) restored the last epoch's step
+        count, and the next stage's average divided by too many batches (its logged test loss was
+        sum / (steps + batches)). An intra-epoch checkpoint still restores both, to resume mid-epoch."""
+        super()._recover(path, end_of_epoch)
+        if end_of_epoch:
+            self.step = 0
+            self.avg_train_loss = 0.0
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
         """Move the frozen modules along, then load the best checkpoint."""
@@ -198,11 +212,15 @@ class CodecBrain(sb.Brain):
             )
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
-        """Reset the per-stage audio counter, running statistics and quality metrics."""
+        """Reset the per-stage audio counter, running statistics and quality metrics; a validation or test
+        stage counts its batches from zero, whatever checkpoint was loaded before it (see _recover)."""
+        if stage != sb.Stage.TRAIN:
+            self.step = 0
         self.saved_audios = 0
         self.stage = stage
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
+        self._clipped: dict[str, int] = defaultdict(int)
         self.quality = self._quality_metrics(stage, epoch)
 
     def _quality_metrics(self, stage: sb.Stage, epoch: int | None) -> QualityMetrics | None:
@@ -220,14 +238,32 @@ class CodecBrain(sb.Brain):
         self._quality.clear()
         return self._quality
 
-    def score_audio(self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor) -> None:
-        """Add a batch of (B, N) resynthesized/reference signals to this stage's quality metrics."""
-        if self.quality is not None:
-            self.quality.append(ids, hyp.float(), ref.float(), lens)
+    def score_and_save(self, ids: list[str], lens: torch.Tensor, **signals: torch.Tensor) -> None:
+        """A valid/test batch's audio: each (B, N) signal at ``sample_rate`` (``ref``, and ``hyp`` and the
+        like where the stage resynthesizes) as its WAV file holds it (clipped to [-1, 1], 16-bit:
+        :func:`focalcodec.audio.as_written`), scored (``hyp`` against ``ref``, when this stage computes
+        metrics) and written (:meth:`save_audios`). What is heard and what is measured are the same samples;
+        the clipped samples are counted, and reported at the end of the stage."""
+        lengths = torch.tensor(absolute_lengths(lens, len(ids), next(iter(signals.values())).shape[-1]))
+        written = {}
+        for name, sig in signals.items():
+            valid = torch.arange(sig.shape[-1]) < lengths[:, None]  # the padding is never written
+            written[name], clipped = as_written(sig.float().cpu() * valid)
+            self._clipped[name] += clipped
+        if "hyp" in written and self.quality is not None:
+            self.quality.append(ids, written["hyp"], written["ref"], lens)
+        self.save_audios(ids, lens, **written)
 
     def quality_stats(self, stage: sb.Stage) -> dict[str, float]:
         """This stage's quality figures (labelled by the model that made them); at test also written with
-        the per-utterance details (transcripts, scores) to ``metrics_file``."""
+        the per-utterance details (transcripts, scores) to ``metrics_file``. Warns when audio was clipped."""
+        clipped = {name: count for name, count in self._clipped.items() if count}
+        if clipped:
+            counts = ", ".join(f"{count} of {name}" for name, count in clipped.items())
+            logger.warning(
+                f"{stage.name.lower()}: audio samples outside [-1, 1] were clipped ({counts}); the written "
+                "files and the scores hold the same clipped samples"
+            )
         if self.quality is None:
             return {}
         if stage == sb.Stage.TEST and if_main_process():
@@ -245,8 +281,8 @@ class CodecBrain(sb.Brain):
         return {name: self._sums[name] / self._counts[name] for name in self._sums}
 
     def save_audios(self, ids: list[str], lens: torch.Tensor, **signals: torch.Tensor) -> None:
-        """Write ``{id}_{name}.wav`` for the first ``num_saved_audios`` items of a valid/test stage (and
-        send ``ref``/``hyp`` with their mel spectrograms to TensorBoard).
+        """Write ``{id}_{name}.wav`` (16-bit PCM) for the first ``num_saved_audios`` items of a valid/test
+        stage (and send ``ref``/``hyp`` with their mel spectrograms to TensorBoard).
 
         Arguments
         ---------
@@ -259,13 +295,13 @@ class CodecBrain(sb.Brain):
             return
         epoch = self.hparams.epoch_counter.current
         folder = Path(self.hparams.output_folder) / "audios" / f"epoch{epoch:04d}"
-        folder.mkdir(parents=True, exist_ok=True)
         for index, utt_id in enumerate(ids[:remaining]):
             audios = {}
             for name, sig in signals.items():
                 length = absolute_lengths(lens[index : index + 1], 1, sig.shape[-1])[0]
                 audios[name] = sig[index, :length].detach().float().cpu()
-                write_audio(str(folder / f"{utt_id}_{name}.wav"), audios[name], self.hparams.sample_rate)
+                path = folder / f"{utt_id}_{name}.wav"  # ids of folder corpora hold "/": subfolders
+                write_wav(path, audios[name], self.hparams.sample_rate)
             if "hyp" in audios:
                 tag = f"{self.stage.name.lower()}/{utt_id}"
                 self.hparams.train_logger.log_audio_pair(tag, audios["ref"], audios["hyp"], epoch)

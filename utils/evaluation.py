@@ -12,7 +12,7 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
-from focalcodec.audio import AUDIO_SUFFIXES, fit_length, load_audio
+from focalcodec.audio import AUDIO_SUFFIXES, as_written, fit_length, load_audio, write_wav
 from focalcodec.codec import FocalCodec
 from focalcodec.streaming import CodecStream
 from utils.metrics import CodeUsage, QualityMetrics
@@ -93,6 +93,12 @@ def resynthesize(
     return toks, fit_length(rec, sig.shape[1])
 
 
+def load_written(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
+    """(1, N) audio file at ``sample_rate`` as a 16-bit WAV of it holds it (:func:`as_written`): the form in
+    which references are scored and written."""
+    return as_written(load_audio(path, sample_rate)[None]).sig
+
+
 @torch.no_grad()
 def evaluate_codec(
     name: str,
@@ -101,18 +107,29 @@ def evaluate_codec(
     metrics: QualityMetrics,
     device: str = "cpu",
     streaming: bool = False,
+    audio_folder: str | os.PathLike | None = None,
+    num_saved_audios: int = 0,
 ) -> ModelScores:
     """Encode and resynthesize every utterance (one at a time, so no padding; chunk by chunk when
     ``streaming``, see :func:`resynthesize`), score the output against the input, and count the tokens
-    over the whole set."""
+    over the whole set. The output and the input are scored as 16-bit WAV files hold them
+    (:func:`as_written`); the first ``num_saved_audios`` outputs are written to ``audio_folder`` as
+    ``<id>.wav``: what is heard is what was scored. Clipped output samples are counted (a warning)."""
     codec = codec.to(device).eval()
     usage = CodeUsage(2**codec.quantizer.dim)
     metrics.clear()
-    for utt in tqdm(utterances, desc=f"evaluating {name}", dynamic_ncols=True):
-        sig = load_audio(utt.path, codec.sample_rate_input)[None].to(device)
-        toks, rec = resynthesize(codec, sig, streaming)
+    clipped = 0
+    for index, utt in enumerate(tqdm(utterances, desc=f"evaluating {name}", dynamic_ncols=True)):
+        sig = load_written(utt.path, codec.sample_rate_input)
+        toks, rec = resynthesize(codec, sig.to(device), streaming)
+        rec, clipped_here = as_written(rec)
+        clipped += clipped_here
         usage.append([utt.id], toks.cpu())
-        metrics.append([utt.id], rec.cpu(), sig.cpu())
+        metrics.append([utt.id], rec, sig)
+        if audio_folder is not None and index < num_saved_audios:  # ids with "/" make subfolders
+            write_wav(Path(audio_folder) / f"{utt.id}.wav", rec[0], codec.sample_rate_input)
+    if clipped:
+        logger.warning(f"{name}: {clipped} output samples outside [-1, 1] were clipped (scored as written)")
     rate = codec.token_rate
     figures = {
         **metrics.summarize(),
@@ -132,7 +149,7 @@ def score_reference(
     one signal (:data:`QUALITY_ONLY`), which then score the reference in place of a resynthesis."""
     metrics.clear()
     for utt in tqdm(utterances, desc="scoring the reference", dynamic_ncols=True):
-        sig = load_audio(utt.path, sample_rate)[None]
+        sig = load_written(utt.path, sample_rate)
         metrics.append([utt.id], sig, sig)
     return ModelScores(
         "reference", None, None, metrics.summarize(), metrics.sources(), dict(metrics.unavailable)
