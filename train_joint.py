@@ -19,9 +19,9 @@ import speechbrain as sb
 import torch
 
 from train_quantizer import Quantization
+from utils.finetune import listening_decoder
 from utils.recipe import setup_recipe, train_and_test
-from utils.run_folder import load_decoder
-from utils.stream_chain import init_joint_stage
+from utils.stream_chain import init_joint_from_codec, init_joint_stage
 
 
 class Refinement(Quantization):
@@ -45,13 +45,14 @@ class Refinement(Quantization):
 
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv)  # training items: the audio (for the student), the teacher's features
-    hparams = recipe.hparams
-    init_joint_stage(hparams)  # from the stage-4 run (this run's checkpoint still wins on resume)
-    if hparams["decoder_checkpoint"] is not None:  # listen through the stage-1 decoder
-        decoder = load_decoder(hparams["decoder_checkpoint"], hparams["decoder"], hparams["encoder"])
-        hparams["decoder"] = decoder
+    hparams, pretrained = recipe.hparams, recipe.pretrained
+    # Listen through the stage-1 decoder, or the fine-tuned codec's, or none
+    listening = listening_decoder(hparams, pretrained)
+    # Start from the stage-4 run, or from a codec (init_from); this run's checkpoint still wins on resume
+    if pretrained is not None:
+        init_joint_from_codec(hparams, pretrained, listening)
     else:
-        hparams["decoder"] = None  # no trained decoder: no resynthesized audio
+        init_joint_stage(hparams)
     train_and_test(Refinement, recipe, min_key="loss")
 
 

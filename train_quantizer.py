@@ -17,10 +17,9 @@ import speechbrain as sb
 import torch
 
 from utils.brain import CodecBrain
-from utils.finetune import init_from_pretrained
+from utils.finetune import init_from_pretrained, listening_decoder
 from utils.metrics import CodeUsage
 from utils.recipe import TrainItems, setup_recipe, train_and_test
-from utils.run_folder import load_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +82,7 @@ class Quantization(CodecBrain):
         if self.hparams.decoder is not None:
             signals["hyp"] = self.synthesize(predictions.hyp_feats, sig.shape[-1])
             signals["rec"] = self.synthesize(predictions.feats, sig.shape[-1])
-            self.score_audio(batch.id, signals["hyp"], sig, lens)
-        self.save_audios(batch.id, lens, **signals)
+        self.score_and_save(batch.id, lens, **signals)
         return loss.detach().cpu()
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
@@ -111,17 +109,11 @@ TRAIN_ITEMS = TrainItems(audio=False)
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, TRAIN_ITEMS)
     hparams, pretrained = recipe.hparams, recipe.pretrained
-    trained = {name: hparams[name] for name in Quantization.trained_parts.values()}
-    if hparams["decoder_checkpoint"] is not None:  # listen through the decoder stage's decoder
-        hparams["decoder"] = load_decoder(
-            hparams["decoder_checkpoint"], hparams["decoder"], hparams["encoder"]
-        )
-    elif pretrained is not None and "decoder" in pretrained.parts:  # ... or the fine-tuned codec's
-        trained["decoder"] = hparams["decoder"].requires_grad_(False).eval()
-    else:
-        hparams["decoder"] = None  # no trained decoder: no resynthesized audio
+    # Listen through the decoder stage's decoder, or the fine-tuned codec's, or none
+    listening = listening_decoder(hparams, pretrained)
     if pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
-        init_from_pretrained(pretrained, hparams=hparams, **trained)
+        trained = {key: hparams[key] for key in Quantization.trained_parts.values()}
+        init_from_pretrained(pretrained, hparams=hparams, **trained, **listening)
     train_and_test(Quantization, recipe, min_key="loss")
 
 

@@ -54,9 +54,18 @@ def assert_same_weights(module: torch.nn.Module, reference: torch.nn.Module | di
 
 def tiny_official(tmp_path: Path, **changes) -> tuple[FocalCodec, Path]:
     """An official-format folder of a random codec with the tiny recipe settings (+ ``changes``)."""
-    hparams = recipe_modules("bsq.yaml", {**TINY_BSQ, **changes}, tmp_path / "build")
+    return official_codec(tmp_path, "bsq.yaml", {**TINY_BSQ, **changes})
+
+
+def official_codec(
+    tmp_path: Path, yaml_file: str, overrides: dict, encoder: str = "encoder"
+) -> tuple[FocalCodec, Path]:
+    """An official-format folder (``tmp_path/official``) of a random codec (seed 1) whose parts have the
+    settings of the YAML's modules: ``encoder`` names the module that gives its encoder (e.g.
+    ``student_encoder``, a causal one)."""
+    hparams = recipe_modules(yaml_file, overrides, tmp_path / "build")
     names = {
-        "encoder": "encoder",
+        "encoder": encoder,
         "compressor": "compressor",
         "decompressor": "decompressor",
         "decoder": "decoder",

@@ -10,7 +10,14 @@ from helpers import load_reference
 from focalcodec.checkpoint import remap_legacy_state_dict
 from focalcodec.codec import FocalCodec
 from focalcodec.wavlm import WavLM
-from utils.encoder import CACHE_NAME, EncoderWeightsUnavailableError, load_frozen_encoder, wavlm6_state_dict
+from utils.encoder import (
+    CACHE_NAME,
+    EncoderMismatchError,
+    EncoderWeightsUnavailableError,
+    load_frozen_encoder,
+    stated_causality,
+    wavlm6_state_dict,
+)
 
 CONFIG = load_reference("focalcodec_e2e")["config"]
 
@@ -109,3 +116,24 @@ def test_weights_of_another_config_are_an_error(tmp_path):
         load_frozen_encoder(tiny_encoder(0), checkpoint=str(tmp_path / "w.pt"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         wavlm6_state_dict(tmp_path / "missing.pt", tiny_encoder(0))
+
+
+def test_a_causal_checkpoint_is_refused_for_a_non_causal_encoder_and_the_reverse(tmp_path):
+    torch.manual_seed(3)
+    causal = FocalCodec(**{**CONFIG, "encoder_config": {**CONFIG["encoder_config"], "causal": True}})
+    folders = {
+        True: causal.to_pretrained(tmp_path / "causal"),
+        False: FocalCodec(**CONFIG).to_pretrained(tmp_path / "full"),
+    }
+    torch.save(causal.encoder.state_dict(), tmp_path / "bare.pt")
+    assert stated_causality(folders[True]) is True and stated_causality(folders[True] / "model.safetensors")
+    assert stated_causality(folders[False]) is False and stated_causality(tmp_path / "bare.pt") is None
+    for encoder_causal in (False, True):
+        encoder = WavLM(**{**CONFIG["encoder_config"], "causal": encoder_causal})
+        with pytest.raises(EncoderMismatchError, match="same weight names and shapes") as error:
+            load_frozen_encoder(encoder, checkpoint=str(folders[not encoder_causal]), role="the teacher")
+        assert f"{folders[not encoder_causal]} holds a {'non-' if encoder_causal else ''}causal" in str(
+            error.value
+        )
+        load_frozen_encoder(encoder, checkpoint=str(folders[encoder_causal]))  # the same kind loads
+    load_frozen_encoder(tiny_encoder(0), checkpoint=str(tmp_path / "bare.pt"))  # says nothing: accepted

@@ -22,8 +22,10 @@ from run_helpers import (
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
+from utils.encoder import EncoderMismatchError
 from utils.export import codec_from_runs
-from utils.finetune import PretrainedMismatchError, init_from_pretrained
+from utils.finetune import PretrainedMismatchError, init_from_pretrained, pretrained_codec
+from utils.recipe import _load_encoder
 from utils.run_folder import RunFolder
 
 
@@ -131,3 +133,17 @@ def test_quantizer_stage_fine_tunes_from_an_official_folder(small_corpus, tmp_pa
     )  # fmt: skip
     assert result.returncode != 0
     assert "compressor_focal_window: 14" in result.stdout + result.stderr
+
+
+def test_the_init_from_encoder_goes_where_the_yaml_says(tmp_path):
+    """The first recipe: a codec's encoder becomes the frozen encoder, whose causality must match; stage 5:
+    it is the trained student's, and the frozen teacher comes from encoder_checkpoint."""
+    codec, folder = tiny_official(tmp_path)
+    _, causal_folder = tiny_official(tmp_path / "causal", encoder_causal=True)
+    quantizer_stage = recipe_modules("bsq.yaml", {**TINY_BSQ, "encoder_random_init": False}, tmp_path)
+    assert quantizer_stage["init_from_encoder"] == "encoder"
+    assert _load_encoder(quantizer_stage, pretrained_codec(folder)) == {"checkpoint": str(folder.resolve())}
+    assert_same_weights(quantizer_stage["encoder"], codec.encoder)
+    with pytest.raises(EncoderMismatchError, match="this stage's frozen encoder"):
+        _load_encoder(quantizer_stage, pretrained_codec(causal_folder))
+    assert recipe_modules("stream/joint.yaml", {}, tmp_path)["init_from_encoder"] == "student_encoder"

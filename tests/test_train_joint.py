@@ -2,21 +2,26 @@
 decompressor against the teacher, through its real command line (one and two processes, killed and resumed)
 and step by step."""
 
+import json
+
 import pytest
 import soundfile as sf
 import torch
 import yaml
+from ddp_probe import digest
 from recipe_runner import (
     QUANTIZER_ARGS,
+    assert_test_loss_is_batch_mean,
     build_brain,
     load_hparams,
     padded_batch,
     parse_train_log,
     resume_after_kill,
     run_ddp_probe,
+    run_recipe,
     tiny_overrides,
 )
-from run_helpers import quantizer_steps_on_speech
+from run_helpers import official_codec, quantizer_steps_on_speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_joint import Refinement
@@ -101,7 +106,7 @@ def test_a_start_that_does_not_fit_is_an_error(stream_bsq_run, wavenext_run):
 def test_two_process_ddp_gloo(small_corpus, stream_bsq_run, tmp_path):
     """Two gloo processes train on different utterances and hold the same weights after a step: the encoder
     too (the original called it outside its DDP wrapper, so its gradients were not averaged)."""
-    run_ddp_probe("train_joint.py", "Refinement", "stream/joint.yaml", small_corpus, tmp_path / "joint",
+    run_ddp_probe("train_joint.py", "stream/joint.yaml", small_corpus, tmp_path / "joint",
                   *stage_args(stream_bsq_run), port=29562)  # fmt: skip
 
 
@@ -132,3 +137,52 @@ def test_full_size_default_config_trains_one_step():
         assert torch.equal(value, before[key]) == key.startswith(FROZEN), key
     assert not torch.equal(refiner, hparams["decompressor"].refiner.in_proj.weight)
     assert sum(p.numel() for p in hparams["decompressor"].refiner.parameters()) == 33_562_624
+
+
+@pytest.mark.slow
+def test_logged_test_loss_is_the_batch_mean(joint_run):
+    assert_test_loss_is_batch_mean(joint_run)
+
+
+def causal_codec(tmp_path):
+    """A released-format causal codec with the tiny stage-5 settings (a small stand-in for
+    lucadellalib/focalcodec_50hz_4k_causal): its encoder has the student's settings."""
+    return official_codec(tmp_path / "causal", "stream/joint.yaml", TINY, encoder="student_encoder")
+
+
+@pytest.mark.slow
+def test_init_from_a_causal_codec_loads_each_part_where_it_belongs(small_corpus, tmp_path):
+    codec, folder = causal_codec(tmp_path)
+    torch.manual_seed(7)
+    teacher = load_hparams("stream/joint.yaml", TINY)["encoder"].state_dict()  # non-causal, other weights
+    torch.save(teacher, tmp_path / "teacher.pt")
+    out = tmp_path / "joint"
+    extra = ["--init_from", str(folder), "--encoder_random_init", "False"]
+    extra += ["--encoder_checkpoint", str(tmp_path / "teacher.pt")]
+    run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, out, *QUANTIZER_ARGS, *extra, probe=True)
+    start = json.loads((out / "probe-0.json").read_text())["modules_at_start"]
+    assert start["encoder"] == digest(teacher)  # the teacher is the one given, not the codec's encoder
+    parts = {"student_encoder": "encoder", "compressor": "compressor", "decompressor": "decompressor"}
+    for module, part in {**parts, "decoder": "decoder"}.items():
+        assert start[module] == digest(getattr(codec, part).state_dict()), module
+
+
+@pytest.mark.slow
+def test_a_causal_encoder_is_refused_as_the_teacher(small_corpus, tmp_path):
+    _, folder = causal_codec(tmp_path)
+    extra = [
+        "--init_from",
+        str(folder),
+        "--encoder_random_init",
+        "False",
+        "--encoder_checkpoint",
+        str(folder),
+    ]
+    result = run_recipe(
+        "train_joint.py", "stream/joint.yaml", small_corpus, tmp_path / "joint", *QUANTIZER_ARGS, *extra,
+        check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "holds a causal WavLM encoder, but this stage's frozen teacher" in output
+    assert "is non-causal" in output and "lucadellalib/focalcodec_50hz" in output

@@ -6,6 +6,7 @@ A local file or folder can replace the download (``encoder_checkpoint``), and ``
 allows a randomly initialised encoder for smoke runs and tests.
 """
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,14 +17,17 @@ from speechbrain.utils.distributed import run_on_main
 
 from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
 from focalcodec.files import atomic_write
-from focalcodec.hub import WEIGHT_FILES, Location, weight_file
+from focalcodec.hub import CONFIG_FILE, WEIGHT_FILES, Location, weight_file
 from utils.run_folder import is_run
 
 __all__ = [
     "WAVLM6_HUB_ID",
+    "EncoderMismatchError",
     "EncoderWeightsUnavailableError",
     "encoder_state_dict",
     "load_frozen_encoder",
+    "require_causality",
+    "stated_causality",
     "wavlm6_state_dict",
 ]
 
@@ -35,6 +39,48 @@ CACHE_NAME = "wavlm6.pt"
 
 class EncoderWeightsUnavailableError(RuntimeError):
     """The WavLM6 weights could be neither found locally nor downloaded."""
+
+
+class EncoderMismatchError(ValueError):
+    """Encoder weights given for a module they do not fit (a causal encoder for a non-causal one, ...)."""
+
+
+def _kind(causal: bool) -> str:
+    return "causal" if causal else "non-causal (full-context)"
+
+
+def require_causality(encoder: torch.nn.Module, causal: bool | None, source: str, role: str) -> None:
+    """Refuse the weights of a causal encoder for a non-causal ``encoder``, and the reverse: both have the
+    same weight names and shapes, so they would load silently and compute other features.
+
+    Arguments
+    ---------
+    encoder : the WavLM that would load them (its ``config["causal"]``).
+    causal : whether the source is causal (``None``: it does not say, e.g. a bare state dict).
+    source : the source, as the user gave it (e.g. ``--encoder_checkpoint <path>``).
+    role : what ``encoder`` is, with its YAML key (e.g. "this stage's frozen teacher (encoder)").
+    """
+    expected = bool(encoder.config["causal"])
+    if causal is None or bool(causal) == expected:
+        return
+    hint = "" if expected else f" (the full-context WavLM6 is the encoder of {WAVLM6_HUB_ID})"
+    raise EncoderMismatchError(
+        f"{source} holds a {_kind(bool(causal))} WavLM encoder, but {role} is {_kind(expected)}. Causal "
+        "and non-causal encoders have the same weight names and shapes, so it would load silently and "
+        f"compute other features. Give a {_kind(expected)} encoder there{hint}."
+    )
+
+
+def stated_causality(checkpoint: str | os.PathLike) -> bool | None:
+    """Whether an encoder checkpoint says it is causal: an official-format folder (or its weight file) does
+    in its ``config.json``; a bare state dict does not (``None``)."""
+    path = Path(checkpoint)
+    folder = path if path.is_dir() else path.parent
+    config_file = folder / CONFIG_FILE
+    if not config_file.is_file() or (path.is_file() and path.name not in WEIGHT_FILES):
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8")).get("encoder_config", {})
+    return config.get("causal")
 
 
 def wavlm6_state_dict(path: str | os.PathLike, encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -104,6 +150,7 @@ def load_frozen_encoder(
     cache_folder: str | None = None,
     hub_id: str = WAVLM6_HUB_ID,
     random_init: bool = False,
+    role: str = "this stage's frozen encoder (encoder)",
 ) -> dict[str, Any]:
     """Load the encoder weights on every process (the original loaded them on rank 0 only) and freeze it.
 
@@ -116,6 +163,8 @@ def load_frozen_encoder(
     cache_folder : where ``wavlm6.pt`` is cached (the Hugging Face cache by default).
     hub_id : the released codec whose encoder is taken.
     random_init : keep the random initialisation (smoke runs and tests only).
+    role : what ``encoder`` is, for the error raised when ``checkpoint`` says it is causal and ``encoder``
+        is not, or the reverse (:func:`require_causality`).
 
     Returns
     -------
@@ -135,6 +184,8 @@ def load_frozen_encoder(
         from utils.stream_chain import distilled_encoder_file
 
         checkpoint = str(distilled_encoder_file(checkpoint, encoder))
+    elif checkpoint is not None:
+        require_causality(encoder, stated_causality(checkpoint), f"--encoder_checkpoint {checkpoint}", role)
     encoder.load_state_dict(encoder_state_dict(encoder, checkpoint, hub_id, cache_folder), strict=True)
     if checkpoint is not None:
         logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")

@@ -20,12 +20,13 @@ import torch
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
 from focalcodec.hub import looks_like_hub_id
-from utils.run_folder import Part, RunFolder, is_run
+from utils.run_folder import Part, RunFolder, is_run, load_decoder
 
 __all__ = [
     "PretrainedCodec",
     "PretrainedMismatchError",
     "init_from_pretrained",
+    "listening_decoder",
     "pretrained_codec",
     "setting_mismatches",
 ]
@@ -198,3 +199,21 @@ def init_from_pretrained(
     for keyword, module in modules.items():
         _load(keyword, module, pretrained)
     return pretrained
+
+
+def listening_decoder(
+    hparams: dict[str, Any], pretrained: PretrainedCodec | None
+) -> dict[str, torch.nn.Module]:
+    """Set ``hparams["decoder"]``, the frozen decoder a quantizer-like stage listens through at validation
+    and test: the decoder stage's run given as ``decoder_checkpoint``, else the decoder of the codec being
+    fine-tuned, else ``None`` (no resynthesized audio). Returns ``{"decoder": module}`` when that module is
+    to be initialised from ``pretrained`` (pass it on to :func:`init_from_pretrained`), else ``{}``."""
+    if hparams["decoder_checkpoint"] is not None:
+        hparams["decoder"] = load_decoder(
+            hparams["decoder_checkpoint"], hparams["decoder"], hparams["encoder"]
+        )
+    elif pretrained is not None and "decoder" in pretrained.parts:
+        return {"decoder": hparams["decoder"].requires_grad_(False).eval()}
+    else:
+        hparams["decoder"] = None
+    return {}

@@ -18,7 +18,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from utils.data import STAGES, add_cached_crops, add_cached_features, dataio_prepare, loader_kwargs
-from utils.encoder import load_frozen_encoder
+from utils.encoder import load_frozen_encoder, require_causality
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.finetune import PretrainedCodec, pretrained_codec
 from utils.run_folder import part_of, write_run_folder
@@ -51,22 +51,39 @@ class Recipe:
     pretrained: PretrainedCodec | None  # the codec given by init_from (fine-tuning)
 
 
+ENCODER_TARGETS = ("encoder", "student_encoder", None)
+
+
 def _load_encoder(hparams: dict, pretrained: PretrainedCodec | None) -> dict:
-    """Load the frozen encoder's weights on every process: ``encoder_checkpoint``, else those of the local
-    codec being fine-tuned (a folder or a run), else the download of ``encoder_hub`` (or the random init).
-    Returns where they came from, as the run folder records it."""
-    if hparams["encoder_checkpoint"] is None and pretrained is not None and pretrained.encoder_weights:
-        hparams["encoder"].requires_grad_(False).eval().load_state_dict(
-            pretrained.state["encoder"], strict=True
-        )
-        logger.info(f"Loaded the frozen encoder of {pretrained.source}")
-        return pretrained.encoder_weights
+    """Load the frozen encoder's weights on every process and return where they came from, as the run
+    folder records it.
+
+    What the encoder of an ``init_from`` codec initialises is the YAML's ``init_from_encoder``:
+    ``encoder`` (this frozen encoder: its weights come from the codec, a local one, unless
+    ``encoder_checkpoint`` is given), ``student_encoder`` (the stage's trained encoder, loaded with the other
+    trained parts; the frozen encoder is then a teacher) or ``null``. Otherwise the weights are
+    ``encoder_checkpoint``'s, or the download of ``encoder_hub`` (or the random init). A causal encoder is
+    refused for a non-causal frozen encoder, and the reverse, wherever the source says which it is."""
+    target = hparams.get("init_from_encoder", "encoder")
+    if target not in ENCODER_TARGETS:
+        raise SystemExit(f"error: init_from_encoder must be encoder, student_encoder or null, got {target!r}")
+    encoder = hparams["encoder"]
+    teacher = "student_encoder" in hparams
+    role = f"this stage's frozen {'teacher' if teacher else 'encoder'} (encoder, encoder_causal)"
+    if pretrained is not None and target == "encoder":
+        source = f"--init_from {pretrained.source}"
+        require_causality(encoder, pretrained.parts["encoder"].config.get("causal"), source, role)
+        if hparams["encoder_checkpoint"] is None and pretrained.encoder_weights:
+            encoder.requires_grad_(False).eval().load_state_dict(pretrained.state["encoder"], strict=True)
+            logger.info(f"Loaded the frozen encoder of {pretrained.source}")
+            return pretrained.encoder_weights
     return load_frozen_encoder(
-        hparams["encoder"],
+        encoder,
         checkpoint=hparams["encoder_checkpoint"],
         cache_folder=hparams["cache_folder"],
         hub_id=hparams["encoder_hub"],
         random_init=hparams["encoder_random_init"],
+        role=role,
     )
 
 

@@ -21,10 +21,22 @@ from torch import nn
 from focalcodec.wavlm import WavLM
 from utils.distillation import freeze_positions
 from utils.feature_cache import encoder_fingerprint
-from utils.finetune import PretrainedMismatchError, init_from_pretrained, pretrained_codec, setting_mismatches
+from utils.finetune import (
+    PretrainedCodec,
+    PretrainedMismatchError,
+    init_from_pretrained,
+    pretrained_codec,
+    setting_mismatches,
+)
 from utils.run_folder import RunFolder, RunFolderError
 
-__all__ = ["distilled_encoder_file", "init_joint_stage", "init_student_encoder", "load_with_new_refiner"]
+__all__ = [
+    "distilled_encoder_file",
+    "init_joint_from_codec",
+    "init_joint_stage",
+    "init_student_encoder",
+    "load_with_new_refiner",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +129,30 @@ def _student_source(run: RunFolder, teacher: nn.Module) -> RunFolder:
     return source
 
 
+def init_joint_from_codec(
+    hparams: dict[str, Any], pretrained: PretrainedCodec, listening: dict[str, nn.Module]
+) -> None:
+    """Stage 5 starts from a whole causal codec (``init_from``: e.g. a released causal checkpoint): its
+    encoder initialises the trained ``student_encoder`` (positional and relative embeddings then frozen),
+    its compressor, quantizer and decompressor theirs, and its decoder the ``listening`` one when given
+    (:func:`utils.finetune.listening_decoder`); all strictly. The frozen teacher is not taken from it: it
+    comes from ``encoder_checkpoint`` / ``encoder_hub`` (utils/recipe.py, ``init_from_encoder``)."""
+    trained = ("student_encoder", "compressor", "quantizer", "decompressor")
+    init_from_pretrained(pretrained, hparams=hparams, **{key: hparams[key] for key in trained}, **listening)
+    freeze_positions(hparams["student_encoder"])
+
+
 def init_joint_stage(hparams: dict[str, Any]) -> None:
     """Stage 5 starts where stage 4 ended (``quantizer_checkpoint``, its output folder): its compressor,
     quantizer and decompressor (best checkpoint), a new refiner (``decompressor_refiner_init``), and as the
     trained ``student_encoder`` the distilled encoder stage 4 was trained on, positional and relative
     embeddings frozen. Settings that differ from stage 4's are an error listing them."""
+    if hparams["quantizer_checkpoint"] is None:
+        raise SystemExit(
+            "error: stage 5 starts from the stage-4 output folder (--quantizer_checkpoint "
+            "results/stream/bsq/0) or from a causal codec (--init_from, e.g. "
+            "lucadellalib/focalcodec_50hz_4k_causal)"
+        )
     run = RunFolder.read(hparams["quantizer_checkpoint"])
     run.require_stage("quantizer")
     _student_source(run, hparams["encoder"])
