@@ -129,6 +129,18 @@ def test_gradients_are_clipped_to_max_grad_norm(monkeypatch):
         assert norm <= 1e-3 * (1 + 1e-4), name
 
 
+def test_max_grad_norm_null_never_clips(monkeypatch):
+    """The original mode's decoder step: no clipping at all, the same update as an unreachable maximum."""
+    unclipped = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=1e30), monkeypatch)
+    brain.fit_batch(fixed_batch())
+    expected = weights(brain.hparams.generator)
+    never = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=None), monkeypatch)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kwargs: pytest.fail("clipped"))
+    brain.fit_batch(fixed_batch())
+    assert never == unclipped and set(never) == {"optimizer_generator", "optimizer_discriminator"}
+    assert unchanged(brain.hparams.generator, expected)
+
+
 def test_grad_accumulation_is_refused():
     hparams = load_hparams("vocos.yaml", TINY)
     brain = Resynthesis(
