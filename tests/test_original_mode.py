@@ -64,7 +64,7 @@ def assert_same_records(ours: list[dict], theirs: list[dict]) -> None:
             got = mine.get(key)
             if isinstance(expected, dict):  # only the terms the original computed
                 got = {term: got[term] for term in expected} if isinstance(got, dict) else got
-            where = f"{reference['stage']} batch {index + 1} (epoch {reference['epoch']}), {key}"
+            where = f"record {index + 1} ({reference['stage']}, epoch {reference['epoch']}), {key}"
             assert got == expected, f"{where}: original {expected!r}, ours {got!r}"
 
 

@@ -130,15 +130,12 @@ def test_gradients_are_clipped_to_max_grad_norm(monkeypatch):
 
 
 def test_max_grad_norm_null_never_clips(monkeypatch):
-    """The original mode's decoder step: no clipping at all, the same update as an unreachable maximum."""
-    unclipped = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=1e30), monkeypatch)
-    brain.fit_batch(fixed_batch())
-    expected = weights(brain.hparams.generator)
-    never = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=None), monkeypatch)
+    """The original mode's decoder step: both networks step on their gradients as computed."""
+    norms = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=None), monkeypatch)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kwargs: pytest.fail("clipped"))
     brain.fit_batch(fixed_batch())
-    assert never == unclipped and set(never) == {"optimizer_generator", "optimizer_discriminator"}
-    assert unchanged(brain.hparams.generator, expected)
+    assert set(norms) == {"optimizer_generator", "optimizer_discriminator"}
+    assert norms["optimizer_generator"] > 5.0  # the default max_grad_norm would have clipped it
 
 
 def test_grad_accumulation_is_refused():
