@@ -85,15 +85,16 @@ class Resynthesis(CodecBrain):
         return self.hparams.generator_loss(stage, out.hyp, out.ref, scores_fake, feats_fake, feats_real)
 
     def _optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward, unscale, clip, step; a non-finite loss skips the update (and counts against
-        ``nonfinite_patience``)."""
+        """Backward, unscale, clip at ``max_grad_norm`` (``None``: never, as the original), step; a non-finite
+        loss skips the update (and counts against ``nonfinite_patience``)."""
         if not torch.isfinite(loss):
             self.check_loss_isfinite(loss)
             optimizer.zero_grad(set_to_none=True)
             return
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.max_grad_norm)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], self.max_grad_norm)
         self.scaler.step(optimizer)
         optimizer.zero_grad(set_to_none=True)
 

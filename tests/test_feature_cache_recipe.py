@@ -33,7 +33,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 import utils.data
-from focalcodec.audio import load_audio
+from focalcodec.audio import as_written, load_audio
 from train_decoder import Resynthesis
 from train_encoder import EncoderDistillation
 from train_posemb import PosembDistillation
@@ -100,6 +100,22 @@ def test_prepare_feature_caches_builds_the_stages_with_the_yaml_options(corpus, 
     )
     with pytest.raises(ValueError, match="augment"):
         prepare_feature_caches({**hparams, "augment": True}, datasets, "cpu")
+
+
+def test_pcm16_audio_is_cached_apart_from_float_audio(corpus, tmp_path):
+    """The original mode's 16-bit audio gives other features: another key, features of the rounded audio;
+    the float audio's cache keeps its key."""
+    overrides = {**TINY_BSQ, "output_folder": str(tmp_path / "out"), "feature_cache": True}
+    datasets = {stage: SimpleNamespace(data=corpus, data_ids=["utt0"]) for stage in ("train", "valid")}
+    hparams = load_hparams("bsq.yaml", overrides)
+    float_cache = prepare_feature_caches(hparams, datasets, "cpu")["train"]
+    pcm16_cache = prepare_feature_caches({**hparams, "pcm16_audio": True}, datasets, "cpu")["train"]
+    assert pcm16_cache.folder != float_cache.folder
+    assert float_cache.folder == prepare_feature_caches(hparams, datasets, "cpu")["train"].folder
+    with torch.no_grad():
+        want = hparams["encoder"](as_written(load(corpus["utt0"]["wav"])).sig[None])[0][0]
+    assert torch.equal(pcm16_cache["utt0"], want.half().float())
+    assert not torch.equal(float_cache["utt0"], pcm16_cache["utt0"])
 
 
 @pytest.mark.slow

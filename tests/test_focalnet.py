@@ -188,6 +188,11 @@ GRADIENT_CASES = [
     (FocalDecoder, dict(**SMALL_DECODER, upscale_factors=[1, 2, 2])),
     (FocalDecoder, dict(**SMALL_DECODER, **OPTIONS)),
     (FocalDecoder, dict(**SMALL_DECODER, upscale_factors=[1, 1, 2], causal=True, window_size=8, **OPTIONS)),
+    # pre-norm with layerscale: residuals scaled and added in place (upstream's order)
+    (
+        FocalDecoder,
+        dict(**SMALL_DECODER, causal=True, window_size=8, use_layerscale=True, layerscale_init=0.1),
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from train_quantizer import Quantization
 from utils.recipe import read_overrides
 
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
+TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
 # YAML -> (compressor downscale factors, decompressor upscale factors, frames per token)
 VARIANTS = {
     "bsq.yaml": ([1, 1, 1], [1, 1, 1], 1),
@@ -82,6 +83,29 @@ def test_release_overrides_train_the_decoder_on_libritts_960():
     assert_matches_listing_part(hparams["encoder"], listing, "encoder")
     assert hparams["train_split"] == LIBRITTS_960
     assert hparams["output_folder"] == "results/vocos_release/0"
+
+
+def test_overrides_files_apply_in_order_and_the_command_line_wins():
+    """--overrides_file [tiny, original]: the original mode over the small models (its full-width
+    discriminator over tiny's 1/8), the command line over both; one file alone as before."""
+    files = "overrides_file: [hparams/tiny/vocos.yaml, hparams/original/vocos.yaml]"
+    overrides = read_overrides(f"{files}\nlr: 0.001")
+    hparams = load_hparams("vocos.yaml", overrides)
+    assert (
+        hparams["generator_dim"]
+        == TINY_VOCOS["generator_dim"]
+        != load_hparams("vocos.yaml", {})["generator_dim"]
+    )
+    assert (
+        hparams["discriminator_channels_divisor"] == 1 and TINY_VOCOS["discriminator_channels_divisor"] == 8
+    )
+    assert hparams["pcm16_audio"] is True and hparams["max_grad_norm"] is None and hparams["lr"] == 0.001
+    hparams = load_hparams(
+        "bsq.yaml", read_overrides("overrides_file: [hparams/tiny/bsq.yaml, hparams/original/bsq.yaml]")
+    )
+    assert hparams["pcm16_audio"] is True and hparams["scheduler"].sign_safe is False
+    assert hparams["compressor_hidden_dims"] == TINY["compressor_hidden_dims"]
+    assert read_overrides("overrides_file: hparams/tiny/bsq.yaml") == TINY
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

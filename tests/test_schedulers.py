@@ -36,3 +36,11 @@ def test_positive_losses_are_speechbrains_newbob(losses):
     assert learning_rates(SignSafeNewBobScheduler(**SETTINGS), losses) == learning_rates(
         NewBobScheduler(**SETTINGS), losses
     )
+
+
+def test_sign_safe_false_is_speechbrains_newbob():
+    """The original mode's scheduler: SpeechBrain's NewBob, annealing on improvements of negative losses."""
+    losses = [-0.10, -0.20, -0.30, -0.29, 0.5]
+    original = SignSafeNewBobScheduler(**SETTINGS, sign_safe=False)
+    assert learning_rates(original, losses) == learning_rates(NewBobScheduler(**SETTINGS), losses)
+    assert learning_rates(SignSafeNewBobScheduler(**SETTINGS, sign_safe=False), losses[:2]) == [1.0, 0.5]

@@ -130,6 +130,15 @@ def test_gradients_are_clipped_to_max_grad_norm(monkeypatch):
         assert norm <= 1e-3 * (1 + 1e-4), name
 
 
+def test_max_grad_norm_null_never_clips(monkeypatch):
+    """The original mode's decoder step: both networks step on their gradients as computed."""
+    norms = gradient_norms_at_step(brain := tiny_brain(max_grad_norm=None), monkeypatch)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *args, **kwargs: pytest.fail("clipped"))
+    brain.fit_batch(fixed_batch())
+    assert set(norms) == {"optimizer_generator", "optimizer_discriminator"}
+    assert norms["optimizer_generator"] > 5.0  # the default max_grad_norm would have clipped it
+
+
 def test_grad_accumulation_is_refused():
     hparams = load_hparams("vocos.yaml", TINY)
     brain = Resynthesis(

@@ -1,7 +1,8 @@
 """The data pipeline both stages share: manifests -> datasets of 16 kHz mono waveforms -> loader options.
 
 Audio is read with soundfile, downmixed to mono and resampled on load, so the corpus itself is never
-modified (the original recipe resampled LibriTTS in place).
+modified (the original recipe resampled LibriTTS in place). With ``pcm16_audio`` it is then rounded to 16 bit
+in memory, as the original's 16-bit copies held it (the original mode).
 """
 
 import logging
@@ -14,13 +15,28 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-from focalcodec.audio import load_audio, load_audio_segment
+from focalcodec.audio import as_written, load_audio, load_audio_segment
 
-__all__ = ["STAGES", "add_cached_crops", "add_cached_features", "dataio_prepare", "loader_kwargs"]
+__all__ = [
+    "STAGES",
+    "add_cached_crops",
+    "add_cached_features",
+    "as_prepared",
+    "dataio_prepare",
+    "loader_kwargs",
+]
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("train", "valid", "test")
+
+
+def as_prepared(sig: torch.Tensor, pcm16: bool) -> torch.Tensor:
+    """A loaded (N,) waveform as training reads it: with ``pcm16`` (the YAML's ``pcm16_audio``) rounded to
+    16 bit as the original recipe's prepared copies hold it (it trained on 16-bit WAVs its preparation had
+    resampled and written: :func:`focalcodec.audio.as_written`, libsndfile's rounding, in memory), else
+    unchanged."""
+    return as_written(sig).sig if pcm16 else sig
 
 
 def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:
@@ -35,14 +51,14 @@ def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Te
 
 
 def _audio_pipeline(
-    sample_rate: int, segment_size: int | None = None, segment_pad: bool = False
+    sample_rate: int, segment_size: int | None = None, segment_pad: bool = False, pcm16: bool = False
 ) -> Callable[[str], torch.Tensor]:
-    """A dynamic item ``wav -> sig``."""
+    """A dynamic item ``wav -> sig`` (rounded to 16 bit with ``pcm16``, see :func:`as_prepared`)."""
 
     @takes("wav")
     @provides("sig")
     def pipeline(wav: str) -> torch.Tensor:
-        sig = load_audio(wav, sample_rate)
+        sig = as_prepared(load_audio(wav, sample_rate), pcm16)
         if segment_size is not None:
             sig = _random_segment(sig, segment_size, segment_pad)
         return sig
@@ -89,7 +105,7 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
     Arguments
     ---------
     hparams : the loaded YAML. Reads ``{stage}_json``, ``{stage}_remove_if_longer``, ``sample_rate``,
-        ``data_folder``, ``segment_size``, ``segment_pad`` and ``debug`` (optional).
+        ``data_folder``, ``segment_size``, ``segment_pad``, ``pcm16_audio`` and ``debug`` (optional).
     train_min_duration : training utterances shorter than this (seconds) are dropped, e.g. shorter than
         the decoder stage's crop.
 
@@ -111,7 +127,12 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
         )
         crop = hparams.get("segment_size") if stage == "train" else None
         dataset.add_dynamic_item(
-            _audio_pipeline(hparams["sample_rate"], crop, hparams.get("segment_pad", False))
+            _audio_pipeline(
+                hparams["sample_rate"],
+                crop,
+                hparams.get("segment_pad", False),
+                hparams.get("pcm16_audio", False),
+            )
         )
         dataset.set_output_keys(["id", "sig"])
         datasets[stage] = dataset
@@ -140,7 +161,12 @@ def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.T
 
 
 def add_cached_crops(
-    dataset: DynamicItemDataset, cache, num_frames: int, hop_length: int, sample_rate: int
+    dataset: DynamicItemDataset,
+    cache,
+    num_frames: int,
+    hop_length: int,
+    sample_rate: int,
+    pcm16: bool = False,
 ) -> None:
     """Serve random training crops read alone: ``crop_feats`` (S, D) frames of the feature cache and the
     ``crop_sig`` (S * hop_length,) samples they stand for, read from the audio file by offset.
@@ -157,6 +183,7 @@ def add_cached_crops(
     num_frames : crop length ``S`` in frames.
     hop_length : samples per frame at ``sample_rate``.
     sample_rate : rate of the audio crop.
+    pcm16 : round the audio crop to 16 bit (:func:`as_prepared`).
     """
 
     @takes("id", "wav")
@@ -165,7 +192,7 @@ def add_cached_crops(
         start = int(torch.randint(cache.num_frames(uttid) - num_frames + 1, ()))
         yield cache.frames(uttid, start, num_frames)
         first = start * hop_length
-        yield load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate)
+        yield as_prepared(load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate), pcm16)
 
     dataset.add_dynamic_item(pipeline)
     dataset.set_output_keys(["id", "crop_feats", "crop_sig"])

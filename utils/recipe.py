@@ -2,7 +2,8 @@
 
 Besides SpeechBrain's usual command line (``hparams.yaml --key value ...``), ``--overrides_file FILE``
 applies the keys of a YAML file as overrides (the command line still wins), e.g. the small-model
-settings of the quickstart.
+settings of the quickstart; ``--overrides_file [FILE1,FILE2]`` applies several, in order (a later file
+wins), e.g. the small models in the original mode: ``[hparams/tiny/bsq.yaml,hparams/original/bsq.yaml]``.
 """
 
 import logging
@@ -98,19 +99,20 @@ def _lock_output_folder(output_folder: str) -> RunLock | None:
 
 
 def read_overrides(overrides_yaml: str) -> dict:
-    """Command-line overrides as a dict, merged over the keys of ``--overrides_file`` if given.
+    """Command-line overrides as a dict, merged over the keys of ``--overrides_file`` if given: one file,
+    or a list of files applied in order (a later file wins; the command line wins over all of them).
 
     Read as round-trip YAML, so that an overrides file may use hyperpyyaml tags, e.g.
     ``output_folder: !ref results/<experiment_name>_release/<seed>`` (resolved against the main YAML).
     """
     yaml = YAML()
     overrides = dict(yaml.load(overrides_yaml) or {}) if overrides_yaml else {}
-    overrides_file = overrides.pop("overrides_file", None)
-    if overrides_file is None:
-        return overrides
-    with open(overrides_file) as stream:
-        from_file = dict(yaml.load(stream) or {})
-    return {**from_file, **overrides}
+    files = overrides.pop("overrides_file", None)
+    merged: dict = {}
+    for path in [files] if isinstance(files, str) else files or []:
+        with open(path) as stream:
+            merged.update(yaml.load(stream) or {})
+    return {**merged, **overrides}
 
 
 def _load_hparams(hparams_file: str, overrides: dict) -> dict:
@@ -145,7 +147,8 @@ def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: Train
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:
-            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"])
+            pcm16 = hparams.get("pcm16_audio", False)
+            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"], pcm16)
         else:
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train.audio)
 

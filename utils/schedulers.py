@@ -12,10 +12,22 @@ class SignSafeNewBobScheduler(NewBobScheduler):
     ``(prev - new) / prev`` then flips sign, so a real improvement counted as a regression and
     annealed the learning rate. For positive losses the two are identical. State and checkpointing
     are NewBob's.
+
+    Arguments
+    ---------
+    *args, **kwargs : NewBob's (``initial_value``, ``annealing_factor``, ``improvement_threshold``,
+        ``patient``).
+    sign_safe : False: SpeechBrain's NewBob itself, the original recipe's (its original mode).
     """
+
+    def __init__(self, *args, sign_safe: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sign_safe = sign_safe
 
     def __call__(self, metric_value: float) -> tuple[float, float]:
         """Record ``metric_value``; return the (current, next) learning rate."""
+        if not self.sign_safe:
+            return super().__call__(metric_value)
         old_value = new_value = self.hyperparam_value
         if self.metric_values:
             previous = self.metric_values[-1]

@@ -71,8 +71,8 @@ def prepare_feature_caches(
     hparams : the loaded YAML: ``encoder`` (weights loaded), ``encoder_*``, ``feature_cache_folder``,
         ``feature_cache_dtype``, ``feature_cache_stages``, ``feature_cache_shard_mb`` and optionally
         ``frozen_features``, the module cached instead of the encoder (e.g. a teacher's layer outputs,
-        utils/distillation.py). The audio is loaded at the rate of the module cached (16 kHz), whatever
-        the stage's ``sample_rate``.
+        utils/distillation.py), and ``pcm16_audio`` (audio rounded to 16 bit: another key). The audio is
+        loaded at the rate of the module cached (16 kHz), whatever the stage's ``sample_rate``.
     datasets : stage -> DynamicItemDataset (after filtering: only the utterances used are cached).
     device : where the encoder runs while building.
 
@@ -81,12 +81,16 @@ def prepare_feature_caches(
     stage -> the opened cache of that stage.
     """
     from focalcodec.audio import load_audio
+    from utils.data import as_prepared
 
     check_feature_cache_options(hparams)
     encoder = hparams.get("frozen_features") or hparams["encoder"]
     sample_rate = encoder.sample_rate
     digest = encoder_fingerprint(encoder)
     config = encoder_config(hparams)
+    pcm16 = hparams.get("pcm16_audio", False)
+    if pcm16:  # the encoder reads other samples: another key (float audio keeps the keys it had)
+        config["pcm16_audio"] = True
     caches = {}
     for stage in hparams.get("feature_cache_stages", DEFAULT_STAGES):
         dataset = datasets[stage]
@@ -94,7 +98,7 @@ def prepare_feature_caches(
             encoder,
             manifest_entries(dataset.data, dataset.data_ids),
             hparams["feature_cache_folder"],
-            lambda path: load_audio(path, sample_rate),
+            lambda path: as_prepared(load_audio(path, sample_rate), pcm16),
             config=config,
             sample_rate=sample_rate,
             dtype=hparams.get("feature_cache_dtype", DEFAULT_DTYPE),
