@@ -23,8 +23,8 @@ from pathlib import Path
 
 from focalcodec.codec import FocalCodec
 from utils.evaluation import QUALITY_ONLY, evaluate_codec, list_utterances, score_reference, write_table
-from utils.export import codec_from_runs
 from utils.metrics import QualityMetrics
+from utils.runs import codec_from_runs
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

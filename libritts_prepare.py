@@ -55,7 +55,7 @@ Expected layout (LibriTTS, https://www.openslr.org/60)::
 
 with ``<split>`` one of ``train-clean-100``, ``train-clean-360``, ``train-other-500``, ``dev-clean``,
 ``test-clean``, ... Run ``python libritts_prepare.py DATA_FOLDER OUT_DIR [--download]`` to prepare from the
-shell (``--download`` first fetches the missing subsets, see ``utils/download.py``).
+shell (``--download`` first fetches the missing subsets, see ``utils/corpus/download.py``).
 """
 
 import logging

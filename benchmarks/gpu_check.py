@@ -16,13 +16,21 @@ Exits with status 1 if any check fails (its output is kept in ``<work>/<check>.l
 """
 
 import argparse
+import atexit
 import json
+import runpy
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
+from utils.corpus.samples import make_sample_corpus
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.quantizer import QuantizerStage
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = {
@@ -33,20 +41,9 @@ SPLITS = {"train-clean-100": (2, 6), "dev-clean": (1, 2), "test-clean": (1, 2)}
 
 
 def timed_main(script: str, out: Path, argv: list[str]) -> None:
-    """Child process: run ``script``'s main with its Brain's ``fit_batch`` timed (device synchronised)."""
-    import atexit
-    import importlib
-
-    import torch
-
-    from utils.brain import CodecBrain
-
-    module = importlib.import_module(Path(script).stem)
-    brain_class = next(
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, CodecBrain) and value.__module__ == module.__name__
-    )
+    """Child process: run ``script`` as ``python script argv`` with its Brain's ``fit_batch`` timed (device
+    synchronised)."""
+    brain_class = {"train_quantizer.py": QuantizerStage, "train_decoder.py": DecoderStage}[script]
     steps: list[float] = []
     fit_batch = brain_class.fit_batch
 
@@ -67,7 +64,8 @@ def timed_main(script: str, out: Path, argv: list[str]) -> None:
 
     brain_class.fit_batch = timed_fit_batch
     atexit.register(report)
-    module.main(argv)
+    sys.argv = [script, *argv]
+    runpy.run_path(str(ROOT / script), run_name="__main__")
 
 
 def run(name: str, command: list[str], work: Path) -> dict:
@@ -165,16 +163,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models (a smoke run of the check itself)")
     parser.add_argument("--work", type=Path, help="keep runs and logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
-    import torch
-
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: no CUDA device (use --device cpu --quick to try the check itself)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        from utils.sample_corpus import make_sample_corpus
-
         corpus = make_sample_corpus(work / "corpus", splits=SPLITS, engine="synthetic")
         results = training_checks(args, corpus, work) + inference_checks(args, corpus, work)
         print()

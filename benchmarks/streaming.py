@@ -20,6 +20,7 @@ from benchmarks.codec_speed import codec_config
 from benchmarks.measure import sync
 from focalcodec.cli.streaming import Latencies
 from focalcodec.codec import FocalCodec
+from focalcodec.onnx_runtime import OnnxCodec
 from focalcodec.streaming import CodecStream
 
 __all__ = ["streaming_section"]
@@ -60,8 +61,6 @@ def _runtimes(model: FocalCodec, work: Path, threads: int) -> dict[str, Callable
     def onnx_stream():
         if not sessions:
             import onnxruntime
-
-            from focalcodec.onnx_runtime import OnnxCodec
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads

@@ -41,6 +41,7 @@ from focalcodec.checks import (
 )
 from focalcodec.focalnet import FocalDecoder, FocalEncoder
 from focalcodec.knn import knn
+from focalcodec.onnx_export import export_onnx
 from focalcodec.pretrained import PARTS, PretrainedMixin
 from focalcodec.scripting import scripted_copy
 from focalcodec.streaming import State, chunk_frames, returned, run_module
@@ -554,6 +555,4 @@ class FocalCodec(PretrainedMixin, nn.Module):
         -------
         The path written. Graphs, names and limits: see ``focalcodec.onnx_export``.
         """
-        from focalcodec.onnx_export import export_onnx
-
         return export_onnx(self, path, batch_size, chunk_size, return_state, **export_kwargs)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_sample_corpus
 
 
 def probed_run(script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from utils.train_logger import parse_train_log
+from utils.training.recipe import load_hparams as load_hparams_file
+from utils.training.train_logger import parse_train_log
 
 __all__ = [
     "QUANTIZER_ARGS",
@@ -257,11 +258,9 @@ def run_torchrun(
 
 
 def load_hparams(hparams: str, overrides: dict) -> dict:
-    """Load ``hparams/<hparams>`` in-process, with a dummy data folder and the given overrides."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    with open(ROOT / "hparams" / hparams) as stream:
-        return load_hyperpyyaml(stream, {"data_folder": "unused", **overrides})
+    """Load ``hparams/<hparams>`` in-process (a variant with its base), with a dummy data folder and the
+    given overrides."""
+    return load_hparams_file(str(ROOT / "hparams" / hparams), {"data_folder": "unused", **overrides})
 
 
 def build_brain(brain_class, hparams: dict):

@@ -1,4 +1,4 @@
-"""The stages' Brain base class (utils/brain.py): the opt-in compiled step and its fallback, and the
+"""The stages' Brain base class (utils/training/brain.py): the opt-in compiled step and its fallback, and the
 valid/test audio (scored as written)."""
 
 import logging
@@ -17,8 +17,8 @@ from torch.nn.utils import spectral_norm
 
 from train_decoder import Resynthesis
 from train_quantizer import Quantization
-from utils.brain import compile_module
 from utils.metrics import QualityMetrics
+from utils.training.brain import compile_module
 
 STAGES = {"quantizer": ("bsq.yaml", Quantization), "decoder": ("vocos.yaml", Resynthesis)}
 

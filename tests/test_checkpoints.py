@@ -9,7 +9,8 @@ import torch
 from recipe_runner import ROOT
 from speechbrain.utils.checkpoints import METAFNAME
 
-from utils.checkpoints import AtomicCheckpointer, find_checkpoint
+from utils.runs import find_checkpoint
+from utils.training.checkpointer import AtomicCheckpointer
 
 # Saves checkpoint 1 (weights 1.0), then starts checkpoint 2 (weights 2.0) with a recoverable whose save
 # writes half a file and blocks until the process is killed.
@@ -18,7 +19,7 @@ import sys, time
 from pathlib import Path
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
-from utils.checkpoints import AtomicCheckpointer
+from utils.training.checkpointer import AtomicCheckpointer
 
 @register_checkpoint_hooks
 class Blocker:

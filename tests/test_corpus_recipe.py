@@ -11,11 +11,10 @@ from http_server import libritts_archives, serve
 from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe
 
 from utils.corpus import prepare_data
-from utils.corpus.samples import make_folder_corpus, make_list_corpus
-from utils.recipe import LAYOUT_HINT
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_folder_corpus, make_list_corpus, make_sample_corpus
+from utils.training.recipe import LAYOUT_HINT
 
-YAMLS = ("bsq.yaml", "bsq_25hz.yaml", "bsq_12_5hz.yaml", "vocos.yaml")
+YAMLS = ("bsq.yaml", "vocos.yaml")  # the full YAMLs (the token-rate variants inherit bsq.yaml's keys)
 NEW_KEYS = {
     "corpus_format": "libritts",
     "download": "False",

@@ -7,7 +7,7 @@ from corpus_helpers import manifest_args
 
 from libritts_prepare import prepare_libritts
 from utils.corpus.report import PrepareReport, ReportWarning, SetReport, SkippedFile
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_sample_corpus
 
 COUNT_KEYS = ["skipped_unreadable", "too_short", "too_long", "duplicate", "missing_text", "skip_reasons"]
 

@@ -1,10 +1,11 @@
-"""Training crops of encoder features and the waveform samples they stand for (utils/crop.py)."""
+"""Training crops of encoder features and the waveform samples they stand for (utils/training/crop.py)."""
 
 import pytest
 import torch
 
 from focalcodec.wavlm import WavLM
-from utils.crop import min_crop_samples, random_feature_crop
+from utils.feature_cache.layout import min_crop_samples
+from utils.training.crop import random_feature_crop
 
 
 def test_crop_frames_and_samples_are_aligned():

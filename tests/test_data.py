@@ -1,5 +1,5 @@
-"""The data pipeline (utils/data.py): training crops read alone from the feature cache and the audio file
-have the distribution and alignment of crops cut from whole utterances in the training step; the original
+"""The data pipeline (utils/training/data.py): training crops read alone from the feature cache and the audio
+file have the distribution and alignment of crops cut from whole utterances in the training step; the original
 mode's 16-bit audio."""
 
 import collections
@@ -9,8 +9,8 @@ from feature_cache_helpers import build, load, tiny_encoder, write_corpus
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from focalcodec.audio import as_written
-from utils.crop import random_feature_crop
-from utils.data import _audio_pipeline, add_cached_crops
+from utils.training.crop import random_feature_crop
+from utils.training.data import _audio_pipeline, add_cached_crops
 
 FRAMES, HOP = 22, 320
 

@@ -1,6 +1,6 @@
 """Checkpoints with several processes: a checkpoint at every step, over several epochs, never hangs a run
 (SpeechBrain's deletion once listed the folder on every process, racing the main process's publication:
-utils/checkpoints.py), and a 2-process run killed inside an epoch resumes under 2 processes."""
+utils/training/checkpointer.py), and a 2-process run killed inside an epoch resumes under 2 processes."""
 
 import pytest
 import yaml

@@ -4,7 +4,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.HifiGAN import HifiganDiscriminator as SpeechBrainDiscriminator
 
-from utils.discriminator import HifiganDiscriminator
+from utils.training.discriminator import HifiganDiscriminator
 
 
 def test_divisor_1_is_speechbrains_discriminator():

@@ -1,14 +1,15 @@
-"""utils/distillation.py: what the distillation stages read of a teacher and of a student, and their loss."""
+"""utils/training/distillation.py: what the distillation stages read of a teacher and of a student, and their
+loss."""
 
 import pytest
 import torch
 from helpers import TINY_ENCODER
 
 from focalcodec.wavlm import WavLM
-from utils.distillation import (
+from utils.runs import freeze_positions
+from utils.training.distillation import (
     LayerOutputs,
     PositionalInput,
-    freeze_positions,
     layer_outputs,
     layer_weighted_mse,
     positional_input,

@@ -1,4 +1,5 @@
-"""Downloading LibriTTS subsets (utils/download.py) from a local HTTP server serving tiny generated archives.
+"""Downloading LibriTTS subsets (utils/corpus/download.py) from a local HTTP server serving tiny generated
+archives.
 
 The server (tests/http_server.py) serves ``/<subset>.tar.gz`` in the LibriTTS layout with ``Range``
 support, logs every request, and has switches for a corrupt body, a transfer cut midway, missing files
@@ -19,8 +20,8 @@ import pytest
 import soundfile as sf
 from http_server import SPEAKERS_TXT, libritts_archives, serve, subset_files, tar_bytes
 
-from utils import download
-from utils.download import LIBRITTS_SHA256, DownloadError, download_libritts
+from utils.corpus import download
+from utils.corpus.download import LIBRITTS_SHA256, DownloadError, download_libritts
 
 SUBSETS = ("dev-clean", "test-clean")
 

@@ -10,14 +10,14 @@ from helpers import load_reference
 from focalcodec.checkpoint import remap_legacy_state_dict
 from focalcodec.codec import FocalCodec
 from focalcodec.wavlm import WavLM
-from utils.encoder import (
-    CACHE_NAME,
+from utils.runs import (
     EncoderMismatchError,
     EncoderWeightsUnavailableError,
     load_frozen_encoder,
     stated_causality,
     wavlm6_state_dict,
 )
+from utils.runs.encoder_weights import CACHE_NAME
 
 CONFIG = load_reference("focalcodec_e2e")["config"]
 

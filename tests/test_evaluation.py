@@ -22,8 +22,8 @@ from utils.evaluation import (
     score_reference,
     write_table,
 )
-from utils.export import codec_from_runs
 from utils.metrics import QualityMetrics
+from utils.runs import codec_from_runs
 
 REAL_SPEECH = ROOT / "tests" / "data" / "real-speech"
 CLIPS = ["84-121123-0000.flac", "84-121123-0007.wav"]  # 2 s each, a FLAC and a WAV

@@ -1,4 +1,4 @@
-"""Export: recipe runs -> one codec in the official format (``utils/export.py``, ``export_codec.py``).
+"""Export: recipe runs -> one codec in the official format (``utils/runs/export.py``, ``export_codec.py``).
 
 The runs are real tiny quantizer and decoder stages through their command line on a generated corpus
 (tests/conftest.py); ``export_codec.py`` is run as a user does. The exported codec must give the tokens and
@@ -27,8 +27,7 @@ from run_helpers import (
 
 from focalcodec.codec import FocalCodec
 from focalcodec.streaming import CodecStream
-from utils.export import RunMismatchError, codec_from_runs
-from utils.run_folder import RunFolder, RunFolderError
+from utils.runs import RunFolderError, RunMismatchError, codec_from_runs, read_run
 
 
 def assert_matches_recipe(
@@ -37,7 +36,7 @@ def assert_matches_recipe(
     """Tokens and audio of ``codec`` = those of the recipe modules (rebuilt from the YAML with the training
     seed, so the same random encoder) loaded from the run checkpoints."""
     stage = recipe_modules(quantizer_yaml, TINY_BSQ, tmp_path)
-    checkpoint = RunFolder.read(quantizer_run).checkpoint()
+    checkpoint = read_run(quantizer_run).checkpoint()
     for name in ("compressor", "quantizer", "decompressor"):
         load_checkpoint(stage[name], checkpoint / f"{name}.ckpt")
     generator = recipe_modules("vocos.yaml", TINY_VOCOS, tmp_path)["generator"]
@@ -191,7 +190,7 @@ def test_the_stream_chain_exports_a_causal_codec_that_streams(
     assert "Input 16000 Hz, output 24000 Hz" in result.stdout and "0.60 kbps" in result.stdout
     codec = FocalCodec.from_pretrained(output / "model")  # the stem the upstream package opens
     assert codec.causal and codec.latency == 80.0 and codec.decompressor.config["lookahead_size"] == 3
-    checkpoint = RunFolder.read(joint_run).checkpoint()
+    checkpoint = read_run(joint_run).checkpoint()
     for part, file in (
         ("encoder", "student_encoder"),
         ("compressor", "compressor"),
@@ -199,9 +198,7 @@ def test_the_stream_chain_exports_a_causal_codec_that_streams(
     ):
         load = torch.load(checkpoint / f"{file}.ckpt")
         assert_same_weights(getattr(codec, part), load)
-    assert_same_weights(
-        codec.decoder, torch.load(RunFolder.read(wavenext_run).checkpoint() / "generator.ckpt")
-    )
+    assert_same_weights(codec.decoder, torch.load(read_run(wavenext_run).checkpoint() / "generator.ckpt"))
 
     sig = speech()[:, :25600]  # 20 chunks of 1280 samples
     with torch.no_grad():

@@ -25,9 +25,9 @@ from utils.feature_cache import (
     ManifestEntry,
     cache_key,
     encoder_config,
-    encoder_fingerprint,
     manifest_entries,
 )
+from utils.runs import encoder_fingerprint
 
 
 @pytest.fixture

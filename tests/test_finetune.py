@@ -1,4 +1,5 @@
-"""Fine-tuning: recipe modules initialised from a pretrained codec (``utils/finetune.py``, ``--init_from``).
+"""Fine-tuning: recipe modules initialised from a pretrained codec (``utils/runs/finetune.py``,
+``--init_from``).
 
 Sources: an official-format folder (current and legacy layout), a training run folder, and the two runs
 ``QUANTIZER_RUN+DECODER_RUN``; mismatching settings are clear errors naming the YAML keys.
@@ -22,11 +23,15 @@ from run_helpers import (
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
-from utils.encoder import EncoderMismatchError
-from utils.export import codec_from_runs
-from utils.finetune import PretrainedMismatchError, init_from_pretrained, pretrained_codec
-from utils.recipe import _load_encoder
-from utils.run_folder import RunFolder
+from utils.runs import (
+    EncoderMismatchError,
+    PretrainedMismatchError,
+    codec_from_runs,
+    init_from_pretrained,
+    pretrained_codec,
+    read_run,
+)
+from utils.training.recipe import _load_encoder
 
 
 def test_init_from_an_official_folder_in_both_stages(tmp_path):
@@ -89,7 +94,7 @@ def test_init_from_run_folders(quantizer_run, decoder_run, tmp_path):
     """A run folder gives its trained parts and its (here random) encoder; the two runs give a whole codec."""
     stage = recipe_modules("bsq.yaml", {**TINY_BSQ, "seed": 5}, tmp_path)  # another seed: other weights
     pretrained = init_from_pretrained(quantizer_run, hparams=stage, compressor=stage["compressor"])
-    checkpoint = RunFolder.read(quantizer_run).checkpoint()
+    checkpoint = read_run(quantizer_run).checkpoint()
     assert_same_weights(stage["compressor"], load_state_dict_file(checkpoint / "compressor.ckpt"))
     assert pretrained.encoder_weights == {"random_init": True}
     saved = load_state_dict_file(quantizer_run / "encoder.safetensors")  # the run's random encoder
@@ -118,13 +123,13 @@ def test_quantizer_stage_fine_tunes_from_an_official_folder(small_corpus, tmp_pa
         "--init_from",
         folder,
     )
-    checkpoint = RunFolder.read(out).checkpoint()
+    checkpoint = read_run(out).checkpoint()
     for name in ("compressor", "decompressor"):
         module = getattr(codec, name)
         load_checkpoint(module, checkpoint / f"{name}.ckpt")  # strict: same layout
         assert_same_weights(module, getattr(FocalCodec.from_pretrained(folder), name))
     # its run folder records the fine-tuned codec's encoder
-    assert RunFolder.read(out).encoder_weights == {"checkpoint": str(folder.resolve())}
+    assert read_run(out).encoder_weights == {"checkpoint": str(folder.resolve())}
 
     _, other = tiny_official(tmp_path / "other", compressor_focal_window=14, compressor_focal_factor=4)
     result = run_recipe(

@@ -1,4 +1,5 @@
-"""The YAML files: token-rate variants stay in sync with bsq.yaml, and the full-size defaults train."""
+"""The YAML files: the token-rate variants (override files of bsq.yaml) resolve to the hyperparameters of the
+full copies they replaced, shared settings agree, and the full-size defaults train."""
 
 import math
 
@@ -8,9 +9,11 @@ import torch
 import yaml
 from helpers import assert_matches_listing_part, read_listing
 from recipe_runner import ROOT, build_brain, load_hparams, padded_batch
+from ruamel.yaml import YAML
 
 from train_quantizer import Quantization
-from utils.recipe import read_overrides
+from utils.training.recipe import load_hparams as load_hparams_file
+from utils.training.recipe import read_overrides
 
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
@@ -23,24 +26,51 @@ VARIANTS = {
 
 
 def top_level_values(name: str) -> dict[str, str]:
-    """``key: value`` lines of a YAML file (top level, comments dropped), without building anything."""
-    values = {}
-    for line in (ROOT / "hparams" / name).read_text().splitlines():
-        if line and not line[0].isspace() and not line.startswith("#") and ":" in line:
-            key, value = line.split(":", 1)
-            values[key] = value.split(" #")[0].strip()
-    return values
+    """The top-level entries of a YAML file as text (tags kept: ``!ref <encoder_dim>``), building nothing."""
+    document = YAML().load((ROOT / "hparams" / name).read_text())
+    tags = {key: getattr(getattr(value, "tag", None), "value", None) for key, value in document.items()}
+    return {key: f"{tags[key]} {value}" if tags[key] else str(value) for key, value in document.items()}
+
+
+def resolved(hparams: dict) -> dict:
+    """Loaded hyperparameters in comparable form: a module as its class, config and weight shapes; another
+    object as its class; plain values as they are."""
+
+    def comparable(value):
+        if isinstance(value, torch.nn.Module):
+            shapes = {key: tuple(tensor.shape) for key, tensor in value.state_dict().items()}
+            return type(value).__qualname__, getattr(value, "config", None), shapes
+        if isinstance(value, list | tuple):
+            return [comparable(item) for item in value]
+        if isinstance(value, dict):
+            return {key: comparable(item) for key, item in value.items()}
+        if isinstance(value, str | int | float | bool | type(None)):
+            return value
+        return type(value).__qualname__
+
+    return {key: comparable(value) for key, value in hparams.items()}
 
 
 @pytest.mark.parametrize("variant", ["bsq_25hz.yaml", "bsq_12_5hz.yaml"])
-def test_token_rate_variants_differ_only_in_their_factors(variant):
-    base, other = top_level_values("bsq.yaml"), top_level_values(variant)
-    assert base.keys() == other.keys()
-    differing = {key for key in base if base[key] != other[key]}
-    assert differing == {"experiment_name", "compressor_downscale_factors", "decompressor_upscale_factors"}
+def test_token_rate_variants_resolve_to_the_copies_they_replaced(variant, tmp_path):
+    """``hparams/<variant>`` is now a few overrides of bsq.yaml; loaded as the scripts load it, every key has
+    the value the full copy it replaced gave (tests/data/hparams-before/, today's files at the change).
+    Keys added to bsq.yaml since then come from bsq.yaml."""
+    overrides = {**TINY, "output_folder": str(tmp_path / "out")}
+    before = tmp_path / variant
+    before.write_text((ROOT / "tests" / "data" / "hparams-before" / variant).read_text())
+    torch.manual_seed(0)
+    old = resolved(load_hparams_file(str(before), {"data_folder": "unused", **overrides}))
+    torch.manual_seed(0)
+    new = resolved(load_hparams(variant, overrides))
+    for key, value in old.items():
+        assert new[key] == value, key
+    base = resolved(load_hparams("bsq.yaml", overrides))
+    assert {key: new[key] for key in new.keys() - old.keys()} == {
+        key: base[key] for key in new.keys() - old.keys()
+    }
     down, up, _ = VARIANTS[variant]
-    assert other["compressor_downscale_factors"] == str(down)
-    assert other["decompressor_upscale_factors"] == str(up)
+    assert (new["compressor_downscale_factors"], new["decompressor_upscale_factors"]) == (down, up)
 
 
 def test_shared_settings_are_the_same_in_both_stages():

@@ -19,8 +19,8 @@ from speechbrain.utils.distributed import run_on_main
 import libritts_prepare
 from libritts_prepare import CorpusError, download_splits, prepare_libritts, validate_wav
 from utils.corpus import manifest
+from utils.corpus.samples import BAD_KINDS, make_sample_corpus
 from utils.corpus.validate import validate_audio
-from utils.sample_corpus import BAD_KINDS, make_sample_corpus
 
 SPLITS = {"train-clean-100": (3, 4), "dev-clean": (2, 3), "test-clean": (2, 2)}
 RECIPE_SPLITS = {

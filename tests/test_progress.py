@@ -6,7 +6,7 @@ import torch
 from recipe_runner import ROOT, signal_dataset
 from speechbrain.lobes.models.HifiGAN import L1SpecLoss
 
-from utils.progress import ProgressProbe
+from utils.training.progress import ProgressProbe
 
 CLIPS = ["84-121123-0007.wav", "84-121123-0000.flac"]
 

@@ -1,5 +1,5 @@
-"""The run folder as the contract between a stage and the tools after it (``utils/run_folder.py``, and
-``utils/legacy_runs.py`` for runs made before it): what each stage records, that a run trained with a random
+"""The run folder as the contract between a stage and the tools after it (``utils/runs/folder.py``, and
+``utils/runs/legacy.py`` for runs made before it): what each stage records, that a run trained with a random
 encoder exports, evaluates and fine-tunes from its run folder alone, and the decoder the quantizer stage
 listens through."""
 
@@ -12,10 +12,17 @@ from run_helpers import TINY_BSQ, TINY_VOCOS, assert_same_weights, copy_run, rec
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.vocos import Vocos
-from utils.export import codec_from_runs
-from utils.feature_cache import encoder_fingerprint
-from utils.finetune import init_from_pretrained
-from utils.run_folder import ENCODER_FILE, PARTS_FILE, RunFolder, RunFolderError, load_decoder, part_of
+from utils.runs import (
+    ENCODER_FILE,
+    PARTS_FILE,
+    RunFolderError,
+    codec_from_runs,
+    encoder_fingerprint,
+    init_from_pretrained,
+    load_decoder,
+    part_of,
+    read_run,
+)
 
 
 @pytest.mark.slow
@@ -64,11 +71,11 @@ def test_a_random_encoder_run_exports_evaluates_and_fine_tunes_from_its_run_fold
     decoder = copy_run(decoder_run, tmp_path / "vocos", keep_yaml=False)
     codec = codec_from_runs(quantizer, decoder, allow_random_encoder=True)
     assert_same_weights(codec.encoder, load_state_dict_file(quantizer_run / ENCODER_FILE))
-    checkpoint = RunFolder.read(quantizer).checkpoint()
+    checkpoint = read_run(quantizer).checkpoint()
     for part in ("compressor", "decompressor"):
         assert_same_weights(getattr(codec, part), load_state_dict_file(checkpoint / f"{part}.ckpt"))
     assert_same_weights(
-        codec.decoder, load_state_dict_file(RunFolder.read(decoder).checkpoint() / "generator.ckpt")
+        codec.decoder, load_state_dict_file(read_run(decoder).checkpoint() / "generator.ckpt")
     )
     # the same codec as from the complete runs (what evaluate_codec.py builds from QUANTIZER_RUN+DECODER_RUN)
     assert_same_weights(codec, codec_from_runs(quantizer_run, decoder_run, allow_random_encoder=True))
@@ -90,7 +97,7 @@ def test_runs_without_parts_json_are_read_from_their_yaml(quantizer_run, decoder
         legacy.mkdir()
         (legacy / "save").symlink_to(run / "save")
         shutil.copy(run / "hyperparams.yaml", legacy)
-        old, new = RunFolder.read(legacy), RunFolder.read(run)
+        old, new = read_run(legacy), read_run(run)
         assert old.stage == new.stage and old.best == new.best
         assert {name: (part.name, part.recoverable) for name, part in old.parts.items()} == {
             name: (part.name, part.recoverable) for name, part in new.parts.items()
@@ -108,7 +115,7 @@ def test_runs_without_parts_json_are_read_from_their_yaml(quantizer_run, decoder
     (tmp_path / "bsq" / "hyperparams.yaml").write_text(
         text.replace("encoder_checkpoint:\n", "encoder_checkpoint: w.pt\n")
     )
-    assert RunFolder.read(tmp_path / "bsq").encoder_weights == {"checkpoint": "w.pt"}
+    assert read_run(tmp_path / "bsq").encoder_weights == {"checkpoint": "w.pt"}
 
 
 @pytest.mark.slow
@@ -127,12 +134,12 @@ def test_the_listening_decoder_comes_from_the_decoder_run(decoder_run, tmp_path)
         assert_same_weights(decoder, load_state_dict_file(generator))
     bare = tmp_path / "generator.ckpt"
     shutil.copy(generator, bare)
-    right = RunFolder.read(decoder_run).parts["decoder"].build()
+    right = read_run(decoder_run).parts["decoder"].build()
     assert load_decoder(bare, right) is right
     with pytest.raises(RunFolderError, match="does not fit the decoder_\\* settings"):
         load_decoder(bare, wrong)
     with pytest.raises(RunFolderError, match="not a quantizer-stage run"):
-        RunFolder.read(decoder_run).require_stage("quantizer")
+        read_run(decoder_run).require_stage("quantizer")
 
 
 def test_parts_rebuild_their_modules(tmp_path):

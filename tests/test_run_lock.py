@@ -9,10 +9,10 @@ import time
 import pytest
 from recipe_runner import ROOT, recipe_command, recipe_env
 
-from utils.run_lock import LOCK_FILE, RunLock, RunLockedError
+from utils.training.run_lock import LOCK_FILE, RunLock, RunLockedError
 
 HOLD = (
-    "import sys, time; from utils.run_lock import RunLock; "
+    "import sys, time; from utils.training.run_lock import RunLock; "
     "lock = RunLock(sys.argv[1]); print('locked', flush=True); time.sleep(600)"
 )
 

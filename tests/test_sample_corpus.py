@@ -1,4 +1,5 @@
-"""The generated LibriTTS-layout corpus (utils/sample_corpus.py): layout, determinism, engines, bad files."""
+"""The generated LibriTTS-layout corpus (utils/corpus/samples.py, voices in utils/corpus/voice.py, the CLI
+utils/sample_corpus.py): layout, determinism, engines, bad files."""
 
 import re
 import struct
@@ -9,8 +10,15 @@ import soundfile as sf
 from corpus_helpers import digest
 
 from utils import sample_corpus
-from utils.corpus.samples import FOLDER_BAD_FILES, FOLDER_SPLITS
-from utils.sample_corpus import BAD_KINDS, espeak_available, make_bad_files, make_sample_corpus
+from utils.corpus import voice
+from utils.corpus.samples import (
+    BAD_KINDS,
+    FOLDER_BAD_FILES,
+    FOLDER_SPLITS,
+    make_bad_files,
+    make_sample_corpus,
+)
+from utils.corpus.voice import espeak_available
 
 SMALL = {"train-clean-100": (2, 5), "dev-clean": (1, 2)}
 UTTID = re.compile(r"^(\d+)_(\d+)_\d{6}_\d{6}$")
@@ -33,7 +41,7 @@ def test_layout(tmp_path):
             assert wav.parent.name == chapter and wav.parent.parent.name == speaker
             assert wav.parent.parent.parent == root / split
             text = (wav.parent / f"{uttid}.normalized.txt").read_text(encoding="utf-8")
-            assert text in sample_corpus.SENTENCES
+            assert text in voice.SENTENCES
             assert (wav.parent / f"{uttid}.original.txt").is_file()
             assert uttid in (wav.parent / f"{speaker}_{chapter}.trans.tsv").read_text(encoding="utf-8")
             info = sf.info(str(wav))
@@ -101,22 +109,20 @@ def test_espeak_engine(tmp_path):
         assert sr == 16000 and x.ndim == 1
         assert 1.2 - 1e-3 <= len(x) / sr <= 3.0 + 1e-3
         assert np.abs(x).max() > 0.1
-        assert (wav.parent / f"{wav.stem}.normalized.txt").read_text(
-            encoding="utf-8"
-        ) in sample_corpus.SENTENCES
-    voices = {sample_corpus._speaker(0, wav.parent.parent.name)["espeak_voice"] for wav in wavs}
+        assert (wav.parent / f"{wav.stem}.normalized.txt").read_text(encoding="utf-8") in voice.SENTENCES
+    voices = {voice.speaker_voice(0, wav.parent.parent.name)["espeak_voice"] for wav in wavs}
     assert len(voices) == 2
 
 
 def test_engine_choice(tmp_path, monkeypatch):
-    monkeypatch.setattr(sample_corpus.shutil, "which", lambda name: None)
-    assert sample_corpus._resolve_engine("auto") == "synthetic"
+    monkeypatch.setattr(voice.shutil, "which", lambda name: None)
+    assert voice.resolve_engine("auto") == "synthetic"
     with pytest.raises(RuntimeError, match="espeak-ng"):
         make_sample_corpus(tmp_path, splits=SMALL, engine="espeak")
     with pytest.raises(ValueError, match="engine"):
         make_sample_corpus(tmp_path, splits=SMALL, engine="festival")
-    monkeypatch.setattr(sample_corpus.shutil, "which", lambda name: "/usr/bin/espeak-ng")
-    assert sample_corpus._resolve_engine("auto") == "espeak"
+    monkeypatch.setattr(voice.shutil, "which", lambda name: "/usr/bin/espeak-ng")
+    assert voice.resolve_engine("auto") == "espeak"
 
 
 def test_bad_files(tmp_path):

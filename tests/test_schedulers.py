@@ -3,7 +3,7 @@
 import pytest
 from speechbrain.nnet.schedulers import NewBobScheduler
 
-from utils.schedulers import SignSafeNewBobScheduler
+from utils.training.schedulers import SignSafeNewBobScheduler
 
 SETTINGS = {"initial_value": 1.0, "improvement_threshold": 0.0025, "annealing_factor": 0.5, "patient": 0}
 

@@ -1,4 +1,4 @@
-"""utils/stream_chain.py: how a FocalCodec-Stream stage starts from the previous stage's run folder (the
+"""utils/runs/stream_chain.py: how a FocalCodec-Stream stage starts from the previous stage's run folder (the
 stage-2 -> 3 hand-over is tested with stage 3, the stage-4 -> 5 one with stage 5)."""
 
 import pytest
@@ -7,10 +7,14 @@ from helpers import TINY_ENCODER
 
 from focalcodec.focalnet import FocalDecoder
 from focalcodec.wavlm import WavLM
-from utils.encoder import load_frozen_encoder
-from utils.finetune import PretrainedMismatchError
-from utils.run_folder import RunFolder, RunFolderError
-from utils.stream_chain import distilled_encoder_file, load_with_new_refiner
+from utils.runs import (
+    PretrainedMismatchError,
+    RunFolderError,
+    distilled_encoder_file,
+    load_frozen_encoder,
+    load_with_new_refiner,
+    read_run,
+)
 
 DECOMPRESSOR = {"input_dim": 12, "output_dim": 64, "hidden_dims": [32, 32, 32], "focal_window": 14,
                 "focal_factor": 4, "causal": True}  # fmt: skip
@@ -47,7 +51,7 @@ def test_a_new_refiner_starts_as_the_identity_or_random():
 
 @pytest.mark.slow
 def test_stage_4_takes_the_stage_3_output_folder(wavlm_run, posemb_run):
-    run = RunFolder.read(wavlm_run)
+    run = read_run(wavlm_run)
     file = distilled_encoder_file(wavlm_run, WavLM(**{**TINY_ENCODER, "causal": True}))
     assert file == run.checkpoint() / "student_encoder.ckpt"
     encoder = WavLM(**{**TINY_ENCODER, "causal": True})

@@ -25,8 +25,8 @@ from recipe_runner import (
 )
 
 from train_decoder import Resynthesis
-from utils.run_folder import RunFolder
-from utils.train_logger import parse_train_log
+from utils.runs import read_run
+from utils.training.train_logger import parse_train_log
 
 ARGS = ["--train_batch_size", "2", "--valid_size", "2"]
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
@@ -382,7 +382,7 @@ def test_wavenext_stage_end_to_end(wavenext_run):
     rows = parse_train_log(wavenext_run / "train_log.txt")
     assert {"train loss", "train mel_loss", "valid loss", "lr"} <= rows[0].keys()
     assert rows[-1]["Epoch loaded"] == 1 and "test mel_loss" in rows[-1]
-    record = RunFolder.read(wavenext_run)
+    record = read_run(wavenext_run)
     assert record.parts["decoder"].name == "WaveNeXt" and record.parts["decoder"].config["causal"]
     assert record.parts["decoder"].config["hop_length"] == 480
     audios = sorted((wavenext_run / "audios" / "epoch0001").glob("*.wav"))

@@ -20,9 +20,7 @@ from run_helpers import speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_encoder import EncoderDistillation
-from utils.distillation import freeze_positions
-from utils.run_folder import RunFolder, RunFolderError
-from utils.stream_chain import init_student_encoder
+from utils.runs import RunFolderError, freeze_positions, init_student_encoder, read_run
 
 # The placeholder is resolved by main() (init_student_encoder), not at load time
 TINY = {
@@ -42,12 +40,12 @@ def test_end_to_end(wavlm_run, posemb_run):
     for key in ("train loss", "valid loss", "valid layer1_mse", "valid layer2_mse", "lr"):
         assert key in rows[0], key
     assert rows[-1]["Epoch loaded"] == 1 and "test layer2_mse" in rows[-1]
-    run = RunFolder.read(wavlm_run)
+    run = read_run(wavlm_run)
     assert run.stage == "encoder" and run.parts["encoder"].recoverable == "student_encoder"
     assert run.parts["encoder"].config["causal"] and not run.teacher.config["causal"]
     student = load_state_dict_file(run.checkpoint() / "student_encoder.ckpt")
     # Frozen through training: the stage-2 positional embedding and the teacher's relative embedding
-    posemb = RunFolder.read(posemb_run)
+    posemb = read_run(posemb_run)
     stage2 = load_state_dict_file(posemb.checkpoint() / "student_posemb.ckpt")
     for key, value in stage2.items():
         assert torch.equal(student[f"encoder.positional_embedding.{key}"], value), key

@@ -25,10 +25,14 @@ from run_helpers import official_codec, quantizer_steps_on_speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_joint import Refinement
-from utils.distillation import freeze_positions
-from utils.finetune import PretrainedMismatchError
-from utils.run_folder import RunFolder, RunFolderError, load_decoder
-from utils.stream_chain import init_joint_stage
+from utils.runs import (
+    PretrainedMismatchError,
+    RunFolderError,
+    freeze_positions,
+    init_joint_stage,
+    load_decoder,
+    read_run,
+)
 
 TINY = {**yaml.safe_load(tiny_overrides("stream/joint.yaml").read_text()), "quantizer_checkpoint": "unused"}
 FROZEN = ("encoder.positional_embedding.", "encoder.relative_embedding.")
@@ -48,7 +52,7 @@ def test_end_to_end(joint_run, wavlm_run):
     for key in ("train loss", "train rec_loss", "train aux_loss", "valid loss", "valid code_usage", "lr"):
         assert key in rows[0], key
     assert rows[-1]["Epoch loaded"] == 1 and "test code_entropy" in rows[-1]
-    run = RunFolder.read(joint_run)
+    run = read_run(joint_run)
     assert run.stage == "joint" and not run.teacher.config["causal"]
     assert {name: part.recoverable for name, part in run.parts.items()} == {
         "encoder": "student_encoder",
@@ -61,7 +65,7 @@ def test_end_to_end(joint_run, wavlm_run):
     assert any(key.startswith("refiner.") for key in load_state_dict_file(checkpoint / "decompressor.ckpt"))
     # The frozen embeddings are still stage 3's; the rest of the encoder was trained
     student = load_state_dict_file(checkpoint / "student_encoder.ckpt")
-    stage3 = load_state_dict_file(RunFolder.read(wavlm_run).checkpoint() / "student_encoder.ckpt")
+    stage3 = load_state_dict_file(read_run(wavlm_run).checkpoint() / "student_encoder.ckpt")
     for key, value in stage3.items():
         assert torch.equal(student[key], value) == key.startswith(FROZEN), key
     # Listening through the stage-1 decoder: its 24 kHz output is written at 16 kHz, as the input

@@ -1,6 +1,6 @@
 """The training log: parsing SpeechBrain's lines and the progress lines, and the curves PNG."""
 
-from utils.train_logger import RecipeLogger, curve_panels, parse_train_log, plot_training_curves
+from utils.training.train_logger import RecipeLogger, curve_panels, parse_train_log, plot_training_curves
 
 
 def test_epoch_and_progress_lines_are_parsed_and_plotted(tmp_path):

@@ -18,7 +18,7 @@ from recipe_runner import (
 from run_helpers import speech
 
 from train_posemb import PosembDistillation
-from utils.run_folder import RunFolder
+from utils.runs import read_run
 
 TINY = yaml.safe_load(tiny_overrides("stream/conv_posemb.yaml").read_text())
 
@@ -37,7 +37,7 @@ def test_end_to_end(posemb_run):
     rows = parse_train_log(posemb_run / "train_log.txt")
     assert rows[0]["epoch"] == 1 and {"train loss", "valid loss", "lr"} <= rows[0].keys()
     assert rows[-1]["Epoch loaded"] == 1 and "test loss" in rows[-1]
-    checkpoint = RunFolder.read(posemb_run).checkpoint()
+    checkpoint = read_run(posemb_run).checkpoint()
     for name in ("student_posemb", "scheduler", "counter", "optimizer", "brain"):
         assert (checkpoint / f"{name}.ckpt").is_file(), name
     record = json.loads((posemb_run / "parts.json").read_text())

@@ -30,10 +30,9 @@ from run_helpers import quantizer_steps_on_speech
 
 from focalcodec.wavlm import WavLM
 from train_quantizer import Quantization
-from utils.encoder import load_frozen_encoder
-from utils.run_folder import RunFolder, load_decoder
-from utils.sample_corpus import make_bad_files, make_sample_corpus
-from utils.train_logger import parse_train_log
+from utils.corpus.samples import make_bad_files, make_sample_corpus
+from utils.runs import load_decoder, load_frozen_encoder, read_run
+from utils.training.train_logger import parse_train_log
 
 SPLITS = [
     "--train_split",
@@ -243,11 +242,11 @@ def test_stream_stage_end_to_end(stream_bsq_run, wavlm_run):
     rows = parse_train_log(stream_bsq_run / "train_log.txt")
     assert {"train rec_loss", "valid loss", "valid code_usage", "lr"} <= rows[0].keys()
     assert "test loss" in rows[-1]
-    run = RunFolder.read(stream_bsq_run)
+    run = read_run(stream_bsq_run)
     assert run.stage == "quantizer" and run.parts["encoder"].config["causal"] and run.teacher is None
     # The frozen encoder is the best student of the stage-3 run it was given
     assert run.encoder_weights == {
-        "checkpoint": str(RunFolder.read(wavlm_run).checkpoint() / "student_encoder.ckpt")
+        "checkpoint": str(read_run(wavlm_run).checkpoint() / "student_encoder.ckpt")
     }
     assert run.parts["quantizer"].config == {"codebook_size": 4096}
     checkpoint = run.checkpoint()

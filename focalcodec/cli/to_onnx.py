@@ -9,6 +9,7 @@ import torch
 from focalcodec.cli.codec import Codec
 from focalcodec.cli.files import UsageError
 from focalcodec.files import format_bytes
+from focalcodec.onnx_runtime import OnnxCodec
 from focalcodec.streaming import CodecStream
 
 __all__ = ["check_onnx", "run_onnx"]
@@ -22,8 +23,6 @@ MAX_DIFFERENCE = 1e-4
 def check_onnx(codec: Codec, path: Path, streaming: bool) -> tuple[bool, float]:
     """Whether ONNX Runtime gives PyTorch's tokens on a second of noise, and the largest audio difference
     (a stream file is checked chunk by chunk against :class:`CodecStream`)."""
-    from focalcodec.onnx_runtime import OnnxCodec
-
     generator = torch.Generator().manual_seed(0)
     sig = 0.1 * torch.randn(1, round(CHECK_SECONDS * codec.input_rate), generator=generator)
     onnx_codec = OnnxCodec(path)

@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from functools import partial
 
+from utils.corpus.download import LIBRITTS_SHA256, download_libritts
+from utils.corpus.download import LIBRITTS_URL as DOWNLOAD_URL
 from utils.corpus.prepare import Candidate, Plan, SetSource, build_sets, manifest_paths, run_preparation
 from utils.corpus.report import CorpusError
 from utils.corpus.splits import cut, ratio_counts
@@ -253,18 +255,17 @@ def download_splits(
     data_folder, *splits: Sequence[str] | str | None, base_url: str | None = None, checksums=None
 ) -> list[str]:
     """Fetch the LibriTTS subsets named in ``splits`` (each a name or a list) missing from ``data_folder``
-    with :func:`utils.download.download_libritts` (``base_url``/``checksums``: its defaults when ``None``).
+    with :func:`~utils.corpus.download.download_libritts` (``base_url``/``checksums``: its defaults when
+    ``None``).
 
     Returns the subsets downloaded (``[]`` when all were there).
     """
-    from utils.download import LIBRITTS_SHA256, LIBRITTS_URL, download_libritts
-
     subsets = list(dict.fromkeys(name for split in splits for name in _as_list(split)))
     if not subsets:
         return []
     return download_libritts(
         os.fspath(data_folder),
         subsets,
-        base_url=base_url or LIBRITTS_URL,
+        base_url=base_url or DOWNLOAD_URL,
         checksums=dict(checksums) if checksums else LIBRITTS_SHA256,
     )

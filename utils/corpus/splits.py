@@ -11,7 +11,11 @@ from collections.abc import Sequence
 
 from utils.corpus.manifest import ManifestEntry
 
+SPLITS = ("train", "valid", "test")
+"""The sets every corpus is split into (one manifest each)."""
+
 __all__ = [
+    "SPLITS",
     "check_proportions",
     "compile_speaker_pattern",
     "cut",

@@ -3,7 +3,7 @@
 The encoder is frozen, so its features of an utterance never change during training; recomputing them at
 every step (as the original recipe does) costs about half of a quantizer step. With ``feature_cache: True``
 a pass over each cached manifest (``feature_cache_stages``) stores the features once, and the datasets then
-serve them as ``feats`` (see :func:`utils.data.add_cached_features`).
+serve them as ``feats`` (see :func:`utils.training.data.add_cached_features`).
 
 Semantics
 ---------
@@ -46,13 +46,7 @@ The recipe (:mod:`.recipe`) checks the ``feature_cache*`` options and builds the
 """
 
 from utils.feature_cache.build import DEFAULT_SHARD_BYTES, build_feature_cache
-from utils.feature_cache.key import (
-    ManifestEntry,
-    cache_key,
-    encoder_config,
-    encoder_fingerprint,
-    manifest_entries,
-)
+from utils.feature_cache.key import ManifestEntry, cache_key, encoder_config, manifest_entries
 from utils.feature_cache.layout import DTYPES, FORMAT_VERSION, FeatureCacheError
 from utils.feature_cache.reader import FeatureCache
 from utils.feature_cache.recipe import check_feature_cache_options, prepare_feature_caches
@@ -68,7 +62,6 @@ __all__ = [
     "cache_key",
     "check_feature_cache_options",
     "encoder_config",
-    "encoder_fingerprint",
     "manifest_entries",
     "prepare_feature_caches",
 ]

@@ -8,6 +8,7 @@ in memory, as the original's 16-bit copies held it (the original mode).
 import logging
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from speechbrain.dataio.batch import PaddedBatch
@@ -15,28 +16,28 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-from focalcodec.audio import as_written, load_audio, load_audio_segment
+from focalcodec.audio import load_audio, load_audio_segment
+from utils.corpus import SPLITS, as_prepared
 
-__all__ = [
-    "STAGES",
-    "add_cached_crops",
-    "add_cached_features",
-    "as_prepared",
-    "dataio_prepare",
-    "loader_kwargs",
-]
+__all__ = ["TrainItems", "add_cached_crops", "add_cached_features", "dataio_prepare", "loader_kwargs"]
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("train", "valid", "test")
 
+@dataclass(frozen=True)
+class TrainItems:
+    """What a stage's training items hold (each a function of the loaded YAML).
 
-def as_prepared(sig: torch.Tensor, pcm16: bool) -> torch.Tensor:
-    """A loaded (N,) waveform as training reads it: with ``pcm16`` (the YAML's ``pcm16_audio``) rounded to
-    16 bit as the original recipe's prepared copies hold it (it trained on 16-bit WAVs its preparation had
-    resampled and written: :func:`focalcodec.audio.as_written`, libsndfile's rounding, in memory), else
-    unchanged."""
-    return as_written(sig).sig if pcm16 else sig
+    min_seconds : shorter training utterances are dropped (e.g. shorter than the decoder's crop).
+    audio : with the feature cache, whether the waveform is read too (the decoder stage's target); without
+        it a cached training set reads no audio at all.
+    crop : with the feature cache, ``(frames, hop_length)`` of a crop read alone from the cache and the
+        audio file (:func:`add_cached_crops`), or ``None`` for whole utterances.
+    """
+
+    min_seconds: Callable[[dict], float] = lambda hparams: 0.0
+    audio: bool = True
+    crop: Callable[[dict], tuple[int, int] | None] = lambda hparams: None
 
 
 def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:
@@ -114,7 +115,7 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
     {"train": ..., "valid": ..., "test": ...}, each item giving ``id`` and ``sig`` (N,) at ``sample_rate``.
     """
     datasets = {}
-    for stage in STAGES:
+    for stage in SPLITS:
         dataset = DynamicItemDataset.from_json(
             hparams[f"{stage}_json"], replacements={"data_root": hparams["data_folder"]}
         )
@@ -174,7 +175,7 @@ def add_cached_crops(
     The crop start is uniform over the utterance's valid starts ``0 .. T - S`` (``T`` its cached frame
     count), drawn anew every time the item is read; frame ``i`` of the crop covers samples
     ``[i * hop, (i + 1) * hop)`` of the audio crop: the distribution and alignment of
-    :func:`utils.crop.random_feature_crop` on a cached batch, without reading whole utterances.
+    :func:`utils.training.crop.random_feature_crop` on a cached batch, without reading whole utterances.
 
     Arguments
     ---------

@@ -1,4 +1,4 @@
-"""Reading run folders written before ``parts.json`` existed (see :mod:`utils.run_folder`), from their
+"""Reading run folders written before ``parts.json`` existed (see :mod:`utils.runs.folder`), from their
 ``hyperparams.yaml``: the constructor arguments are the keyword arguments of its ``compressor:
 !new:focalcodec.focalnet.FocalEncoder`` etc. entries, read without building anything.
 
@@ -15,9 +15,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-from utils.run_folder import Part, RunFolder, RunFolderError
+from utils.runs.folder import Part, RunFolder, RunFolderError
 
-__all__ = ["legacy_run_folder"]
+__all__ = ["HPARAMS_FILE", "legacy_run_folder"]
 
 logger = logging.getLogger(__name__)
 

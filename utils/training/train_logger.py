@@ -68,7 +68,7 @@ class RecipeLogger(FileTrainLogger):
 
     def log_progress(self, step: int, figures: dict[str, float]) -> None:
         """A line ``steps: N - progress <name>: value, ...`` and TensorBoard scalars ``progress/<name>`` at
-        training step ``step`` (see utils/progress.py)."""
+        training step ``step`` (see utils/training/progress.py)."""
         if not figures or not if_main_process():
             return
         with open(self.save_file, "a") as stream:

@@ -1,6 +1,6 @@
 """Distillation from a frozen WavLM teacher (FocalCodec-Stream stages 2 and 3): what a stage reads of the
 teacher (the input of its positional embedding; the outputs of its transformer layers), the same views of a
-student, the layer-weighted loss, and the embeddings a causal student keeps frozen.
+student, and the layer-weighted loss.
 
 The views are modules (``frozen_features`` in the YAML), so that the feature cache stores exactly what the
 stage computes without it (``module(sig, length=lens)[0]``, utils/feature_cache/).
@@ -21,7 +21,6 @@ __all__ = [
     "LayerWeightedMSE",
     "PositionalEmbedding",
     "PositionalInput",
-    "freeze_positions",
     "layer_outputs",
     "layer_weighted_mse",
     "positional_input",
@@ -145,11 +144,3 @@ def layer_weighted_mse(
     layer_mse = (squared * mask[..., None]).sum(dim=(0, 1)) / mask.sum()
     w = torch.as_tensor(weights, dtype=layer_mse.dtype, device=layer_mse.device)
     return LayerWeightedMSE((w * layer_mse).sum() / num_layers, layer_mse)
-
-
-def freeze_positions(encoder: wavlm.WavLM) -> wavlm.WavLM:
-    """Freeze what a distilled causal encoder keeps as it is: its positional convolution (the stage-2
-    one) and its relative position embedding (the teacher's); the rest stays trainable."""
-    encoder.encoder.positional_embedding.requires_grad_(False)
-    encoder.encoder.relative_embedding.requires_grad_(False)
-    return encoder

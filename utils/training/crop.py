@@ -3,20 +3,9 @@ stage's crop settings (``segment_size_feats`` frames of ``generator_hop_length``
 
 import torch
 
-__all__ = ["cached_crop", "crop_seconds", "min_crop_samples", "random_feature_crop"]
+from utils.feature_cache.layout import min_crop_samples
 
-
-def min_crop_samples(num_frames: int, kernel_sizes: list[int], strides: list[int]) -> int:
-    """Fewest waveform samples from which a strided conv stack yields ``num_frames`` frames.
-
-    E.g. WavLM's stack (kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2) has a 400-sample receptive field
-    and a 320-sample hop: 22 frames need 400 + 21 * 320 = 7120 samples.
-    """
-    receptive_field, hop = 1, 1
-    for kernel, stride in zip(kernel_sizes, strides, strict=True):
-        receptive_field += (kernel - 1) * hop
-        hop *= stride
-    return receptive_field + (num_frames - 1) * hop
+__all__ = ["cached_crop", "crop_seconds", "random_feature_crop"]
 
 
 def random_feature_crop(

@@ -1,6 +1,6 @@
 """Recipe runs -> one ``FocalCodec`` in the official format: the quantizer stage's compressor, quantizer
 and decompressor, the decoder stage's decoder and the frozen encoder both were trained on, each read from
-its run folder (:mod:`utils.run_folder`; ``export_codec.py`` writes the result with ``to_pretrained``).
+its run folder (:mod:`utils.runs.folder`; ``export_codec.py`` writes the result with ``to_pretrained``).
 FocalCodec-Stream: the joint stage's run takes the quantizer run's place, with its trained causal encoder;
 its teacher is then the frozen encoder the decoder stage must share."""
 
@@ -10,8 +10,9 @@ import os
 import torch
 
 from focalcodec.codec import FocalCodec
-from utils.encoder import wavlm6_state_dict
-from utils.run_folder import RunFolder, RunFolderError
+from utils.runs.encoder_weights import wavlm6_state_dict
+from utils.runs.folder import RunFolder, RunFolderError
+from utils.runs.read import read_run
 
 __all__ = ["RunMismatchError", "codec_from_runs"]
 
@@ -109,7 +110,7 @@ def codec_from_runs(
     -------
     The codec in eval mode with frozen parameters (``to_pretrained`` writes the official format).
     """
-    quantizer, decoder = RunFolder.read(quantizer_run), RunFolder.read(decoder_run)
+    quantizer, decoder = read_run(quantizer_run), read_run(decoder_run)
     quantizer.require_stage("quantizer", "joint")
     decoder.require_stage("decoder")
     _check_fit(quantizer, decoder)

@@ -14,6 +14,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 
 from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
 from utils.metrics import QualityMetrics
+from utils.training.data import TrainItems
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
 
@@ -26,7 +27,7 @@ class Features(NamedTuple):
     feats: torch.Tensor  # (B, T, D) features
     lens: torch.Tensor  # (B,) relative lengths of the features (uncached: those of the waveform)
     sig: torch.Tensor | None  # (B, N) waveform (None: a cached batch without audio)
-    crop_lens: torch.Tensor  # (B,) relative lengths for utils.crop.random_feature_crop
+    crop_lens: torch.Tensor  # (B,) relative lengths for utils.training.crop.random_feature_crop
 
 
 def _spectral_normalised(module: torch.nn.Module) -> bool:
@@ -70,10 +71,12 @@ class CodecBrain(sb.Brain):
     """
 
     stage: str
-    """The stage's name in its run folder (utils/run_folder.py)."""
+    """The stage's name in its run folder (utils/runs/folder.py)."""
     trained_parts: ClassVar[dict[str, str]]
     """Codec part -> YAML key of the module trained for it (also its checkpoint file name)."""
     frozen_modules: tuple[str, ...] = ("encoder",)
+    train_items: ClassVar[TrainItems] = TrainItems()
+    """What the stage's training items hold (utils/training/data.py); the default: whole utterances, audio."""
 
     def on_fit_start(self) -> None:
         """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume)."""
@@ -128,7 +131,7 @@ class CodecBrain(sb.Brain):
     @property
     def frozen_features(self) -> torch.nn.Module:
         """The frozen module whose output the stage reads (and the feature cache stores): ``frozen_features``
-        of the YAML when it has one (e.g. a teacher's layer outputs, utils/distillation.py), else
+        of the YAML when it has one (e.g. a teacher's layer outputs, utils/training/distillation.py), else
         ``encoder``. Called as ``module(sig, length=lens)[0]``."""
         return getattr(self.hparams, "frozen_features", None) or self.hparams.encoder
 
@@ -217,7 +220,7 @@ class CodecBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.step = 0
         self.saved_audios = 0
-        self.stage = stage
+        self.sb_stage = stage  # SpeechBrain's TRAIN/VALID/TEST (``stage`` is the run-folder stage's name)
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
         self._clipped: dict[str, int] = defaultdict(int)
@@ -303,6 +306,6 @@ class CodecBrain(sb.Brain):
                 path = folder / f"{utt_id}_{name}.wav"  # ids of folder corpora hold "/": subfolders
                 write_wav(path, audios[name], self.hparams.sample_rate)
             if "hyp" in audios:
-                tag = f"{self.stage.name.lower()}/{utt_id}"
+                tag = f"{self.sb_stage.name.lower()}/{utt_id}"
                 self.hparams.train_logger.log_audio_pair(tag, audios["ref"], audios["hyp"], epoch)
         self.saved_audios += min(len(ids), remaining)

@@ -1,4 +1,4 @@
-"""How each FocalCodec-Stream stage starts from the run folder of the stage before it (utils/run_folder.py).
+"""How each FocalCodec-Stream stage starts from the run folder of the stage before it (utils/runs/folder.py).
 
     stage 2 (posemb)    -> stage 3: the student is the teacher with the distilled causal positional conv
     stage 3 (encoder)   -> stage 4: the distilled causal encoder is the frozen encoder (encoder_checkpoint)
@@ -19,19 +19,20 @@ import torch
 from torch import nn
 
 from focalcodec.wavlm import WavLM
-from utils.distillation import freeze_positions
-from utils.feature_cache import encoder_fingerprint
-from utils.finetune import (
+from utils.runs.finetune import (
     PretrainedCodec,
     PretrainedMismatchError,
     init_from_pretrained,
     pretrained_codec,
     setting_mismatches,
 )
-from utils.run_folder import RunFolder, RunFolderError
+from utils.runs.fingerprint import encoder_fingerprint
+from utils.runs.folder import RunFolder, RunFolderError
+from utils.runs.read import read_run
 
 __all__ = [
     "distilled_encoder_file",
+    "freeze_positions",
     "init_joint_from_codec",
     "init_joint_stage",
     "init_student_encoder",
@@ -39,6 +40,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def freeze_positions(encoder: WavLM) -> WavLM:
+    """Freeze what a distilled causal encoder keeps as it is: its positional convolution (the stage-2
+    one) and its relative position embedding (the teacher's); the rest stays trainable."""
+    encoder.encoder.positional_embedding.requires_grad_(False)
+    encoder.encoder.relative_embedding.requires_grad_(False)
+    return encoder
 
 
 def _require(mismatches: list[str], what: str) -> None:
@@ -66,7 +75,7 @@ def init_student_encoder(student: WavLM, teacher: WavLM, posemb_run: str | os.Pa
     teacher : the frozen encoder, weights loaded.
     posemb_run : the stage-2 output folder (its best checkpoint), or one of its ``CKPT+*`` folders.
     """
-    run = RunFolder.read(posemb_run)
+    run = read_run(posemb_run)
     run.require_stage("posemb")
     config = run.parts["posemb"].config
     wanted = {"dim": "dim", "kernel_size": "conv_pos", "groups": "conv_pos_groups", "causal": "causal"}
@@ -88,7 +97,7 @@ def init_student_encoder(student: WavLM, teacher: WavLM, posemb_run: str | os.Pa
 def distilled_encoder_file(run_path: str | os.PathLike, encoder: WavLM) -> Path:
     """The weights of the student of a stage-3 run (its best checkpoint, or the ``CKPT+*`` folder given), to
     be loaded into ``encoder`` (stage 4's frozen encoder), whose architecture must be the student's."""
-    run = RunFolder.read(run_path)
+    run = read_run(run_path)
     run.require_stage("encoder")
     settings = {f"encoder_{key}": value for key, value in encoder.config.items()}
     _require(
@@ -123,7 +132,7 @@ def _student_source(run: RunFolder, teacher: nn.Module) -> RunFolder:
             f"{run.folder} was not trained on a distilled encoder that still exists ({run.encoder_weights}): "
             "stage 5 starts from a stage-4 run made with --encoder_checkpoint <stage-3 output folder>"
         )
-    source = RunFolder.read(file)
+    source = read_run(file)
     source.require_stage("encoder")
     _require_teacher(source, teacher, "The encoder")
     return source
@@ -135,8 +144,8 @@ def init_joint_from_codec(
     """Stage 5 starts from a whole causal codec (``init_from``: e.g. a released causal checkpoint): its
     encoder initialises the trained ``student_encoder`` (positional and relative embeddings then frozen),
     its compressor, quantizer and decompressor theirs, and its decoder the ``listening`` one when given
-    (:func:`utils.finetune.listening_decoder`); all strictly. The frozen teacher is not taken from it: it
-    comes from ``encoder_checkpoint`` / ``encoder_hub`` (utils/recipe.py, ``init_from_encoder``)."""
+    (:func:`utils.runs.finetune.listening_decoder`); all strictly. The frozen teacher is not taken from it: it
+    comes from ``encoder_checkpoint`` / ``encoder_hub`` (utils/training/recipe.py, ``init_from_encoder``)."""
     trained = ("student_encoder", "compressor", "quantizer", "decompressor")
     init_from_pretrained(pretrained, hparams=hparams, **{key: hparams[key] for key in trained}, **listening)
     freeze_positions(hparams["student_encoder"])
@@ -153,7 +162,7 @@ def init_joint_stage(hparams: dict[str, Any]) -> None:
             "results/stream/bsq/0) or from a causal codec (--init_from, e.g. "
             "lucadellalib/focalcodec_50hz_4k_causal)"
         )
-    run = RunFolder.read(hparams["quantizer_checkpoint"])
+    run = read_run(hparams["quantizer_checkpoint"])
     run.require_stage("quantizer")
     _student_source(run, hparams["encoder"])
     pretrained = pretrained_codec(run.path)

@@ -19,23 +19,27 @@ the trained part's file in each checkpoint folder (``CKPT+*/<recoverable>.ckpt``
 ``encoder`` part itself, or, in the FocalCodec-Stream stages that train an encoder (distillation, joint
 fine-tuning), the frozen ``teacher`` (the ``encoder`` part is then a trained one, with its recoverable). A
 randomly initialised frozen encoder (smoke runs) is saved as ``encoder.safetensors``. Runs made before this
-file existed are read from their ``hyperparams.yaml`` by :mod:`utils.legacy_runs` (clearly logged), except
+file existed are read from their ``hyperparams.yaml`` by :mod:`utils.runs.legacy` (clearly logged), except
 that a random encoder cannot be recovered that way: rerunning the training command once writes the missing
 files.
 """
 
-import logging
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import REGISTRY
 from focalcodec.files import atomic_write, atomic_write_json
+from utils.runs.checkpoints import find_checkpoint
+from utils.runs.encoder_weights import encoder_state_dict
+from utils.runs.fingerprint import encoder_fingerprint
 
 __all__ = [
     "ENCODER_FILE",
@@ -44,12 +48,10 @@ __all__ = [
     "RunFolder",
     "RunFolderError",
     "is_run",
-    "load_decoder",
     "part_of",
     "write_run_folder",
 ]
 
-logger = logging.getLogger(__name__)
 
 PARTS_FILE = "parts.json"
 ENCODER_FILE = "encoder.safetensors"
@@ -102,10 +104,6 @@ def write_run_folder(
 ) -> Path:
     """Write ``parts.json`` (and ``encoder.safetensors`` for a random encoder) into a run's output folder.
     ``encoder`` is the frozen encoder (the ``teacher`` part when given, else the ``encoder`` part)."""
-    from safetensors.torch import save_file
-
-    from utils.feature_cache import encoder_fingerprint
-
     folder = Path(folder)
     if encoder_weights.get("random_init"):
         state = {key: value.detach().cpu().contiguous() for key, value in encoder.state_dict().items()}
@@ -132,7 +130,7 @@ def _part_json(part: Part) -> dict[str, Any]:
 
 @dataclass
 class RunFolder:
-    """A training run's output folder, as later tools see it (read with :meth:`read`)."""
+    """A training run's output folder, as later tools see it (read with :func:`utils.runs.read_run`)."""
 
     folder: Path
     path: Path  # what the user named: the folder, its save folder, one CKPT+ folder or a file inside
@@ -144,28 +142,13 @@ class RunFolder:
     teacher: Part | None = None  # the frozen encoder when the encoder part is trained
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "RunFolder":
-        """The run holding ``path`` (its output folder, save folder, a ``CKPT+*`` folder or a file in one)."""
-        import json
-
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
-        for folder in [path, *path.parents][:4]:
-            if (folder / PARTS_FILE).is_file():
-                record = json.loads((folder / PARTS_FILE).read_text())
-                parts = {name: Part(**part) for name, part in record["parts"].items()}
-                teacher = Part(**record["teacher"]) if "teacher" in record else None
-                return cls(folder, path, record["stage"], parts, record["encoder_weights"],
-                           record.get("encoder_sha256"), record.get("best", {}), teacher)  # fmt: skip
-            if (folder / "hyperparams.yaml").is_file():
-                from utils.legacy_runs import legacy_run_folder
-
-                return legacy_run_folder(folder, path)
-        raise FileNotFoundError(
-            f"{path} is not a training run: no {PARTS_FILE} (or hyperparams.yaml) there or in its parent "
-            "folders (give the output folder of train_quantizer.py / train_decoder.py, e.g. results/bsq/0)"
-        )
+    def from_parts_file(cls, folder: Path, path: Path) -> "RunFolder":
+        """The run whose ``parts.json`` is in ``folder`` (``path``: what the user named)."""
+        record = json.loads((folder / PARTS_FILE).read_text())
+        parts = {name: Part(**part) for name, part in record["parts"].items()}
+        teacher = Part(**record["teacher"]) if "teacher" in record else None
+        return cls(folder, path, record["stage"], parts, record["encoder_weights"],
+                   record.get("encoder_sha256"), record.get("best", {}), teacher)  # fmt: skip
 
     @property
     def random_encoder(self) -> bool:
@@ -189,8 +172,6 @@ class RunFolder:
     def checkpoint(self, which: str = "best") -> Path:
         """The ``CKPT+*`` folder to take: the one named by the user, else the best (the stage's own test
         choice) or the most recent (``which="latest"``) of the complete ones holding every trained part."""
-        from utils.checkpoints import find_checkpoint
-
         files = [f"{part.recoverable}.ckpt" for part in self.parts.values() if part.recoverable]
         return find_checkpoint(self.path, files, which, **self.best)
 
@@ -208,8 +189,6 @@ class RunFolder:
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The frozen encoder's weights as the run used them (downloaded or cached if from the Hub)."""
-        from utils.encoder import encoder_state_dict
-
         weights = self.encoder_weights
         if "file" in weights:
             return load_state_dict_file(self.folder / weights["file"])
@@ -223,46 +202,7 @@ class RunFolder:
 
     def check_encoder(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Raise unless ``state`` is the encoder this run was trained on (if its fingerprint is recorded)."""
-        from utils.feature_cache import encoder_fingerprint
-
         encoder = self.frozen_encoder.build()
         encoder.load_state_dict(state, strict=True)
         if self.encoder_sha256 is not None and encoder_fingerprint(encoder) != self.encoder_sha256:
             raise RunFolderError(f"{source} are not the encoder weights {self.folder} was trained on")
-
-
-def load_decoder(path: str | os.PathLike, decoder: nn.Module, encoder: nn.Module | None = None) -> nn.Module:
-    """The decoder stage's trained decoder, frozen (what the quantizer stage listens through).
-
-    Arguments
-    ---------
-    path : the decoder stage's output folder (its checkpoint with the highest epoch), one of its ``CKPT+*``
-        folders or ``generator.ckpt`` files: the decoder is then built from the run's ``parts.json`` (the
-        caller's ``decoder_*`` settings are not used); or a bare ``generator.ckpt`` outside any run, loaded
-        into ``decoder`` (strictly: a wrong file is an error).
-    decoder : the decoder built from the YAML, for a bare file.
-    encoder : the caller's frozen encoder: a warning says when the decoder was trained on another one.
-    """
-    try:
-        run = RunFolder.read(path)
-    except FileNotFoundError:
-        run = None  # a bare weight file (or nothing there: loading it says so)
-    if run is None:
-        try:
-            decoder.load_state_dict(load_state_dict_file(path), strict=True)
-        except RuntimeError as error:
-            raise RunFolderError(
-                f"The decoder checkpoint {path} does not fit the decoder_* settings of this YAML (they must "
-                f"equal the generator_* settings of the decoder stage):\n{error}"
-            ) from error
-        logger.info(f"Loaded the trained decoder from {path}")
-        return decoder.requires_grad_(False).eval()
-    run.require_stage("decoder")
-    decoder = run.load_part("decoder", run.parts["decoder"].build())
-    if encoder is not None and run.encoder_sha256 is not None:
-        from utils.feature_cache import encoder_fingerprint
-
-        if encoder_fingerprint(encoder) != run.encoder_sha256:
-            logger.warning(f"The decoder of {run.folder} was trained on the features of another encoder")
-    logger.info(f"Loaded the trained decoder of {run.folder} ({run.checkpoint()})")
-    return decoder.requires_grad_(False).eval()

@@ -8,7 +8,6 @@ wins), e.g. the small models in the original mode: ``[hparams/tiny/bsq.yaml,hpar
 
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +17,39 @@ from ruamel.yaml import YAML
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from utils.data import STAGES, add_cached_crops, add_cached_features, dataio_prepare, loader_kwargs
-from utils.encoder import load_frozen_encoder, require_causality
+from utils.corpus import SPLITS, prepare_data
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
-from utils.finetune import PretrainedCodec, pretrained_codec
-from utils.run_folder import part_of, write_run_folder
-from utils.run_lock import RunLock, RunLockedError
-from utils.train_logger import plot_training_curves
+from utils.runs import (
+    PretrainedCodec,
+    load_frozen_encoder,
+    part_of,
+    pretrained_codec,
+    require_causality,
+    write_run_folder,
+)
+from utils.training.data import (
+    TrainItems,
+    add_cached_crops,
+    add_cached_features,
+    dataio_prepare,
+    loader_kwargs,
+)
+from utils.training.run_lock import RunLock, RunLockedError
+from utils.training.train_logger import plot_training_curves
 
-__all__ = ["Recipe", "TrainItems", "read_overrides", "setup_recipe", "train_and_test"]
+__all__ = [
+    "VARIANT_KEY",
+    "Recipe",
+    "load_hparams",
+    "read_overrides",
+    "resolve_variant",
+    "setup_recipe",
+    "train_and_test",
+]
 
 logger = logging.getLogger(__name__)
+
+VARIANT_KEY = "overrides_of"
 
 LAYOUT_HINT = (
     "--data_folder must be the LibriTTS root, holding one folder per subset, e.g. "
@@ -115,7 +136,23 @@ def read_overrides(overrides_yaml: str) -> dict:
     return {**merged, **overrides}
 
 
-def _load_hparams(hparams_file: str, overrides: dict) -> dict:
+def resolve_variant(hparams_file: str, overrides: dict) -> tuple[str, dict]:
+    """A YAML whose first key is ``overrides_of: <base>.yaml`` (relative to its own folder) is a variant: its
+    base with its other keys as overrides (e.g. ``hparams/bsq_25hz.yaml``, the 50 Hz recipe with two
+    settings changed). Returns the file to load and the overrides to load it with: the variant's keys, then
+    ``overrides`` (the command line wins); a plain YAML comes back as it is."""
+    with open(hparams_file) as stream:
+        document = YAML().load(stream)
+    if not isinstance(document, dict) or VARIANT_KEY not in document:
+        return hparams_file, overrides
+    keys = dict(document)
+    base = Path(hparams_file).parent / keys.pop(VARIANT_KEY)
+    return resolve_variant(str(base), {**keys, **overrides})
+
+
+def load_hparams(hparams_file: str, overrides: dict) -> dict:
+    """The YAML (or variant, see :func:`resolve_variant`) loaded with ``overrides``."""
+    hparams_file, overrides = resolve_variant(hparams_file, overrides)
     with open(hparams_file) as stream:
         try:
             return load_hyperpyyaml(stream, overrides)
@@ -123,22 +160,6 @@ def _load_hparams(hparams_file: str, overrides: dict) -> dict:
             if "data_folder" not in overrides and "PLACEHOLDER" in str(error):
                 raise SystemExit(f"error: --data_folder is required. {LAYOUT_HINT}") from error
             raise
-
-
-@dataclass(frozen=True)
-class TrainItems:
-    """What a stage's training items hold (each a function of the loaded YAML).
-
-    min_seconds : shorter training utterances are dropped (e.g. shorter than the decoder's crop).
-    audio : with the feature cache, whether the waveform is read too (the decoder stage's target); without
-        it a cached training set reads no audio at all.
-    crop : with the feature cache, ``(frames, hop_length)`` of a crop read alone from the cache and the
-        audio file (:func:`utils.data.add_cached_crops`), or ``None`` for whole utterances.
-    """
-
-    min_seconds: Callable[[dict], float] = lambda hparams: 0.0
-    audio: bool = True
-    crop: Callable[[dict], tuple[int, int] | None] = lambda hparams: None
 
 
 def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: TrainItems) -> None:
@@ -153,7 +174,7 @@ def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: Train
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train.audio)
 
 
-def setup_recipe(argv: list[str], train: TrainItems = TrainItems()) -> Recipe:
+def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, load the frozen encoder (on every process)
     and, with ``feature_cache``, build or open the feature caches (utils/feature_cache/).
@@ -161,30 +182,31 @@ def setup_recipe(argv: list[str], train: TrainItems = TrainItems()) -> Recipe:
     Arguments
     ---------
     argv : ``sys.argv[1:]``.
-    train : what the stage's training items hold (:class:`TrainItems`).
+    train : what the stage's training items hold (:class:`~utils.training.data.TrainItems`; the default:
+        whole utterances with their audio).
     """
+    train = train or TrainItems()
     hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
     overrides = read_overrides(overrides_yaml)
-    hparams = _load_hparams(hparams_file, overrides)
+    hparams = load_hparams(hparams_file, overrides)
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
 
     sb.utils.distributed.ddp_init_group(run_opts)
     lock = _lock_output_folder(hparams["output_folder"])
+    base_file, all_overrides = resolve_variant(hparams_file, overrides)  # a variant is saved whole
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
+        hyperparams_to_save=base_file,
+        overrides=all_overrides,
     )
     logger.info(f"Command: {' '.join([Path(sys.argv[0]).name, *argv])}")
-
-    from utils.corpus import prepare_data
 
     # corpus_format libritts (with download), folder or list: see the Data section of the YAML
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
     datasets = dataio_prepare(hparams, train_min_duration=train.min_seconds(hparams))
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
-    loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in STAGES}
+    loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in SPLITS}
 
     pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None  # fine-tuning
     encoder_weights = _load_encoder(hparams, pretrained)  # before the feature cache, which hashes it
@@ -194,7 +216,7 @@ def setup_recipe(argv: list[str], train: TrainItems = TrainItems()) -> Recipe:
 
 
 def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoint: str) -> sb.Brain:
-    """Record the run folder's parts (utils/run_folder.py), build the Brain from the YAML, train (resuming
+    """Record the run folder's parts (utils/runs/folder.py), build the Brain from the YAML, train (resuming
     from the last checkpoint), test the best checkpoint (``min_key=...`` or ``max_key=...``) and save a PNG
     of the training curves. ``brain_class`` names its ``stage`` and its ``trained_parts`` (part -> YAML key,
     also the checkpoint's recoverable name)."""

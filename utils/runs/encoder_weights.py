@@ -1,16 +1,12 @@
-"""The frozen WavLM6 encoder both stages share: where its weights come from, and loading them.
-
-As in the original recipe, the weights are the encoder of the released 50 Hz FocalCodec
-(``lucadellalib/focalcodec_50hz`` on the Hugging Face Hub), cached once as ``<cache_folder>/wavlm6.pt``.
-A local file or folder can replace the download (``encoder_checkpoint``), and ``encoder_random_init``
-allows a randomly initialised encoder for smoke runs and tests.
+"""Every source of WavLM6 encoder weights: a local state dict, FocalCodec weight file or official folder, or
+the encoder of the released 50 Hz codec (``lucadellalib/focalcodec_50hz``), downloaded once and cached as
+``<cache_folder>/wavlm6.pt``; and the check that causal weights go to a causal encoder (and the reverse).
 """
 
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from speechbrain.utils.distributed import run_on_main
@@ -18,14 +14,13 @@ from speechbrain.utils.distributed import run_on_main
 from focalcodec.checkpoint import load_state_dict_file, remap_legacy_state_dict
 from focalcodec.files import atomic_write
 from focalcodec.hub import CONFIG_FILE, WEIGHT_FILES, Location, weight_file
-from utils.run_folder import is_run
+from focalcodec.wavlm import WavLM
 
 __all__ = [
     "WAVLM6_HUB_ID",
     "EncoderMismatchError",
     "EncoderWeightsUnavailableError",
     "encoder_state_dict",
-    "load_frozen_encoder",
     "require_causality",
     "stated_causality",
     "wavlm6_state_dict",
@@ -118,8 +113,6 @@ def _download_wavlm6(cache_file: Path, hub_id: str) -> None:
             f"and pass --encoder_checkpoint <that folder> (a WavLM6 state_dict file works too), or\n"
             f"  * for smoke tests only, pass --encoder_random_init True (random, meaningless features)."
         ) from error
-    from focalcodec.wavlm import WavLM
-
     state = wavlm6_state_dict(downloaded, WavLM())
     atomic_write(cache_file, lambda tmp: torch.save(state, tmp))
     logger.info(f"Cached the WavLM6 encoder of {hub_id} as {cache_file}")
@@ -142,53 +135,3 @@ def encoder_state_dict(
         checkpoint = Path(cache_folder) / CACHE_NAME
         run_on_main(_download_wavlm6, kwargs={"cache_file": checkpoint, "hub_id": hub})
     return wavlm6_state_dict(checkpoint, encoder)
-
-
-def load_frozen_encoder(
-    encoder: torch.nn.Module,
-    checkpoint: str | None = None,
-    cache_folder: str | None = None,
-    hub_id: str = WAVLM6_HUB_ID,
-    random_init: bool = False,
-    role: str = "this stage's frozen encoder (encoder)",
-) -> dict[str, Any]:
-    """Load the encoder weights on every process (the original loaded them on rank 0 only) and freeze it.
-
-    Arguments
-    ---------
-    encoder : the WavLM built from the YAML; it is put in eval mode with ``requires_grad=False``.
-    checkpoint : local weights (see :func:`wavlm6_state_dict`), or the output folder of the FocalCodec-Stream
-        encoder-distillation stage (its best student, see :func:`utils.stream_chain.distilled_encoder_file`);
-        when ``None`` the cached download is used.
-    cache_folder : where ``wavlm6.pt`` is cached (the Hugging Face cache by default).
-    hub_id : the released codec whose encoder is taken.
-    random_init : keep the random initialisation (smoke runs and tests only).
-    role : what ``encoder`` is, for the error raised when ``checkpoint`` says it is causal and ``encoder``
-        is not, or the reverse (:func:`require_causality`).
-
-    Returns
-    -------
-    Where the weights came from, as the run folder records it (:mod:`utils.run_folder`):
-    ``{"random_init": True}``, ``{"checkpoint": <absolute path>}`` or ``{"hub": ..., "cache_folder": ...}``.
-    """
-    encoder.requires_grad_(False).eval()
-    if random_init:
-        logger.warning(
-            "!"
-            * 80
-            + "\nencoder_random_init is set: the WavLM6 encoder is RANDOMLY INITIALISED. Its features "
-            "are meaningless; use this for smoke runs and tests only.\n" + "!" * 80
-        )
-        return {"random_init": True}
-    if checkpoint is not None and is_run(checkpoint):
-        from utils.stream_chain import distilled_encoder_file
-
-        checkpoint = str(distilled_encoder_file(checkpoint, encoder))
-    elif checkpoint is not None:
-        require_causality(encoder, stated_causality(checkpoint), f"--encoder_checkpoint {checkpoint}", role)
-    encoder.load_state_dict(encoder_state_dict(encoder, checkpoint, hub_id, cache_folder), strict=True)
-    if checkpoint is not None:
-        logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")
-        return {"checkpoint": str(Path(checkpoint).resolve())}
-    logger.info(f"Loaded the frozen WavLM6 encoder of {hub_id}")
-    return {"hub": hub_id, "cache_folder": None if cache_folder is None else str(cache_folder)}

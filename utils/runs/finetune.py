@@ -2,7 +2,7 @@
 
 A pretrained codec is an official-format folder or Hugging Face Hub id (``config.json`` +
 ``model.safetensors``, e.g. ``lucadellalib/focalcodec_50hz`` or an ``export_codec.py`` output), a recipe run
-folder (its trained parts and frozen encoder, :mod:`utils.run_folder`) or ``QUANTIZER_RUN+DECODER_RUN``.
+folder (its trained parts and frozen encoder, :mod:`utils.runs.folder`) or ``QUANTIZER_RUN+DECODER_RUN``.
 Each module is loaded strictly; when the recipe's hyperparameters are given, every ``<module>_*`` setting
 that changes what the module computes must equal the pretrained one (an error lists the lines to set).
 """
@@ -20,7 +20,10 @@ import torch
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.codec import FocalCodec
 from focalcodec.hub import looks_like_hub_id
-from utils.run_folder import Part, RunFolder, is_run, load_decoder
+from utils.runs.decoder import load_decoder
+from utils.runs.export import codec_from_runs
+from utils.runs.folder import Part, RunFolder, is_run
+from utils.runs.read import read_run
 
 __all__ = [
     "PretrainedCodec",
@@ -69,12 +72,10 @@ def pretrained_codec(
     """Read a pretrained codec (see the module docstring) as parts and weights."""
     source = os.fspath(source)
     if "+" in source and all(is_run(run) for run in source.split("+", 1)):
-        from utils.export import codec_from_runs
-
         codec = codec_from_runs(*source.split("+", 1), allow_random_encoder=True)
-        return _from_codec(source, codec, _run_encoder_weights(RunFolder.read(source.split("+", 1)[0])))
+        return _from_codec(source, codec, _run_encoder_weights(read_run(source.split("+", 1)[0])))
     if is_run(source):
-        run = RunFolder.read(source)
+        run = read_run(source)
         checkpoint = run.checkpoint()
         state = {"encoder": run.encoder_state_dict()}
         for name, part in run.parts.items():
