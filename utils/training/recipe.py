@@ -34,6 +34,7 @@ from utils.training.data import (
     dataio_prepare,
     loader_kwargs,
 )
+from utils.training.options import LAYOUT_HINT, VARIANT_KEY, check_command_line
 from utils.training.run_lock import RunLock, RunLockedError
 from utils.training.train_logger import plot_training_curves
 
@@ -49,15 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VARIANT_KEY = "overrides_of"
-
-LAYOUT_HINT = (
-    "--data_folder must be the LibriTTS root, holding one folder per subset, e.g. "
-    "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60; "
-    "--download True fetches the missing subsets); with --corpus_format folder, the root of any tree of "
-    "audio files (wav, flac, ogg, mp3); with --corpus_format list, a CSV/TSV/JSON file listing audio files "
-    "(or give it as --corpus_list). See README, 'Training on your own data'."
-)
 
 
 @dataclass
@@ -175,7 +167,8 @@ def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: Train
 
 
 def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
-    """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
+    """Check the options (:mod:`utils.training.options`: all problems reported, nothing done), parse the
+    command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, load the frozen encoder (on every process)
     and, with ``feature_cache``, build or open the feature caches (utils/feature_cache/).
 
@@ -186,7 +179,10 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
         whole utterances with their audio).
     """
     train = train or TrainItems()
-    hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
+    problems, checked_argv = check_command_line(argv)  # before any work: one line per problem
+    if problems:
+        raise SystemExit("\n".join(f"error: {problem}" for problem in problems))
+    hparams_file, run_opts, overrides_yaml = sb.parse_arguments(checked_argv)
     overrides = read_overrides(overrides_yaml)
     hparams = load_hparams(hparams_file, overrides)
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
