@@ -20,6 +20,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from utils.corpus import SPLITS, prepare_data
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.runs import (
+    DamagedCheckpointError,
     PretrainedCodec,
     load_frozen_encoder,
     part_of,
@@ -204,7 +205,10 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in SPLITS}
 
-    pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None  # fine-tuning
+    try:  # fine-tuning; a run's checkpoint is verified (a damaged file is named)
+        pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None
+    except DamagedCheckpointError as error:
+        raise SystemExit(f"error: --init_from {hparams['init_from']}: {error}") from error
     encoder_weights = _load_encoder(hparams, pretrained)  # before the feature cache, which hashes it
     if hparams.get("feature_cache", False):
         _add_feature_caches(hparams, datasets, device, train)
