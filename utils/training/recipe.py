@@ -29,6 +29,7 @@ from utils.runs import (
     write_run_folder,
 )
 from utils.training.data import (
+    ItemSeeds,
     TrainItems,
     add_cached_crops,
     add_cached_features,
@@ -36,6 +37,7 @@ from utils.training.data import (
     loader_kwargs,
 )
 from utils.training.options import LAYOUT_HINT, VARIANT_KEY, check_command_line
+from utils.training.resume import make_deterministic
 from utils.training.run_lock import RunLock, RunLockedError
 from utils.training.train_logger import plot_training_curves
 
@@ -50,7 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -161,8 +162,8 @@ def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: Train
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:
-            pcm16 = hparams.get("pcm16_audio", False)
-            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"], pcm16)
+            pcm16, seeds = hparams.get("pcm16_audio", False), hparams["item_seeds"]
+            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"], seeds, pcm16)
         else:
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train.audio)
 
@@ -187,6 +188,8 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     overrides = read_overrides(overrides_yaml)
     hparams = load_hparams(hparams_file, overrides)
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
+    if hparams.get("deterministic", False):
+        make_deterministic()  # GPU: deterministic algorithms only, no cuDNN benchmark (docs/training.md)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     lock = _lock_output_folder(hparams["output_folder"])
@@ -201,7 +204,8 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     # corpus_format libritts (with download), folder or list: see the Data section of the YAML
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
-    datasets = dataio_prepare(hparams, train_min_duration=train.min_seconds(hparams))
+    hparams["item_seeds"] = ItemSeeds(hparams["seed"])  # the training crops' draws (the Brain sets the epoch)
+    datasets = dataio_prepare(hparams, hparams["item_seeds"], train_min_duration=train.min_seconds(hparams))
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in SPLITS}
 
