@@ -4,13 +4,17 @@ none is intact or when the disk fills up during a save."""
 
 import errno
 import logging
+import shutil
 
 import pytest
 import torch
 import yaml
+from recipe_runner import ROOT
 from speechbrain.utils.checkpoints import METAFNAME
 
-from utils.runs import DamagedCheckpointError, find_checkpoint
+import evaluate_codec
+import export_codec
+from utils.runs import DamagedCheckpointError, find_checkpoint, pretrained_codec
 from utils.runs.checkpoints import FILES_KEY
 from utils.training.checkpointer import AtomicCheckpointer
 
@@ -133,3 +137,26 @@ def test_tools_take_the_best_intact_checkpoint(tmp_path, caplog):
         (folder / "compressor.ckpt").write_bytes(b"")
     with pytest.raises(DamagedCheckpointError, match="No intact checkpoint in"):
         find_checkpoint(tmp_path, ["compressor.ckpt"], min_key="loss")
+
+
+@pytest.mark.slow
+def test_export_evaluation_and_init_from_name_a_damaged_file(quantizer_run, decoder_run, tmp_path, capsys):
+    """Copies of the session's two runs (one checkpoint each), the decoder's generator.ckpt truncated: export
+    stops naming it (exit 1), evaluation skips the model naming it (no model left: exit 1), and --init_from
+    of the damaged run stops naming it."""
+    quantizer, decoder = tmp_path / "bsq", tmp_path / "vocos"
+    shutil.copytree(quantizer_run, quantizer)
+    shutil.copytree(decoder_run, decoder)
+    (generator,) = (decoder / "save").glob("CKPT+*/generator.ckpt")
+    truncate(generator)
+    runs = ["--quantizer", str(quantizer), "--decoder", str(decoder), "--allow_random_encoder"]
+    assert export_codec.main([*runs, "--output", str(tmp_path / "codec")]) == 1
+    error = capsys.readouterr().err
+    assert "No intact checkpoint in" in error and "generator.ckpt: " in error and "when saved" in error
+    clip = tmp_path / "speech"
+    shutil.copytree(ROOT / "tests" / "data" / "real-speech", clip)
+    model = ["--model", f"runs={quantizer}+{decoder}", "--metrics", "", "--allow_random_encoder"]
+    assert evaluate_codec.main(["--data", str(clip), "--output", str(tmp_path / "eval"), *model]) == 1
+    assert f"model runs ({quantizer}+{decoder}): DamagedCheckpointError" in capsys.readouterr().out
+    with pytest.raises(DamagedCheckpointError, match=r"generator\.ckpt: "):
+        pretrained_codec(decoder)
