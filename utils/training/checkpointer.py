@@ -33,6 +33,9 @@ class AtomicCheckpointer(Checkpointer):
     * Verified: :meth:`recover_if_possible` (resume, and the test stage's best checkpoint) loads the first
       checkpoint whose files all match their record; a damaged one is named and skipped ("falling back
       to ..."). When none is intact the run stops, saying how to start over.
+    * Gathered: a recoverable with a ``before_save()`` method has it called on every process before each
+      save (SpeechBrain calls the savers on the main process only), e.g. to collect every process's random
+      generators (:class:`utils.training.resume.ResumePoint`).
     * A fallback: deleting old checkpoints always keeps the newest intact one before the one just saved,
       whatever ``num_to_keep`` says, so that a checkpoint damaged later has one to fall back to.
 
@@ -52,6 +55,10 @@ class AtomicCheckpointer(Checkpointer):
         """Save every recoverable, record their checksums, then publish the checkpoint (rename its meta)."""
         if if_main_process():
             self._remove_incomplete()
+        for recoverable in self.recoverables.values():  # e.g. every process's random generators
+            before_save = getattr(recoverable, "before_save", None)
+            if before_save is not None:
+                before_save()
         try:
             checkpoint = super().save_checkpoint(meta or {}, end_of_epoch, name, verbosity)
             ddp_barrier()  # every process has written its files

@@ -99,13 +99,16 @@ class ResumePoint:
         self.brain = brain
         self.armed = False
         self.pending: dict[str, Any] | None = None
+        self.gathered: list[dict[str, Any]] | None = None
 
     @property
     def train_log(self) -> Path:
         return Path(self.brain.hparams.train_logger.save_file)
 
-    @mark_as_saver
-    def save(self, path: Path) -> None:
+    def before_save(self) -> None:
+        """Gather every process's state (called on every process just before a checkpoint is saved, by
+        :class:`~utils.training.checkpointer.AtomicCheckpointer`: SpeechBrain calls savers on the main
+        process alone)."""
         brain = self.brain
         state = {
             "random": random_states(),
@@ -113,10 +116,16 @@ class ResumePoint:
             "counts": dict(getattr(brain, "_counts", {})),
             "nonfinite_count": getattr(brain, "nonfinite_count", 0),
         }
-        processes = _gathered(state)
-        if if_main_process():
-            log_bytes = self.train_log.stat().st_size if self.train_log.exists() else 0
-            torch.save({"processes": processes, "train_log_bytes": log_bytes}, path)
+        self.gathered = _gathered(state)
+
+    @mark_as_saver
+    def save(self, path: Path) -> None:
+        """Write the gathered states and the train log's length (main process)."""
+        if self.gathered is None:  # saved by a plain Checkpointer: this process only
+            self.before_save()
+        log_bytes = self.train_log.stat().st_size if self.train_log.exists() else 0
+        torch.save({"processes": self.gathered, "train_log_bytes": log_bytes}, path)
+        self.gathered = None
 
     @mark_as_loader
     def load(self, path: Path, end_of_epoch: bool) -> None:
