@@ -14,6 +14,7 @@ the file, falls back to the previous intact checkpoint, and still ends as the ru
 import random
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -35,15 +36,32 @@ def kill_points(seed: int, validation: bool) -> list[str]:
     return points + (["valid:2"] if validation else [])
 
 
-def run(script: str, hparams: str, corpus: Path, output: Path, *extra: str, kill: str | None = None) -> str:
-    """The stage through tests/chaos_probe.py, killed at ``kill`` (it must die of it) or to the end; its
-    output."""
+class Started(NamedTuple):
+    """A run started by :func:`start`."""
+
+    process: subprocess.Popen
+    kill: str | None
+    log: Path
+
+
+def start(script: str, hparams: str, corpus: Path, output: Path, *extra: str, kill: str | None = None):
+    """The stage through tests/chaos_probe.py, to be killed at ``kill`` or to run to the end; its console
+    output goes to ``<output>.log`` (a file: a run beside the others never waits for a reader)."""
     env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem, **({"CHAOS_KILL": kill} if kill else {})}
     command = recipe_command("tests/chaos_probe.py", hparams, corpus, output, *ARGS, *extra)
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    expected = -9 if kill else 0
-    assert result.returncode == expected, f"{kill}: {result.returncode}\n{result.stderr[-4000:]}"
-    return result.stdout + result.stderr
+    log = output.with_suffix(".log")
+    with open(log, "w") as stream:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    return Started(process, kill, log)
+
+
+def finish(run: Started) -> str:
+    """Wait for a :func:`start`ed run: it must die of its kill (SIGKILL) or end well; its output."""
+    run.process.wait(timeout=600)
+    output = run.log.read_text()
+    expected = -9 if run.kill else 0
+    assert run.process.returncode == expected, f"{run.kill}: {run.process.returncode}\n{output[-4000:]}"
+    return output
 
 
 def metas(output: Path) -> dict[Path, dict]:
@@ -98,18 +116,21 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
 
 
 def chaos(script, hparams, corpus, tmp_path, *extra, seed, validation=False, damage=False) -> None:
+    """The run uninterrupted (beside the others: it shares nothing with them) and the same run killed at
+    each point and resumed; with ``damage``, its newest checkpoint truncated before the last resume."""
     reference, resumed = tmp_path / "uninterrupted", tmp_path / "killed"
-    run(script, hparams, corpus, reference, *extra)
+    uninterrupted = start(script, hparams, corpus, reference, *extra)
     for point in kill_points(seed, validation):
-        run(script, hparams, corpus, resumed, *extra, kill=point)
+        finish(start(script, hparams, corpus, resumed, *extra, kill=point))
     if damage:
         damaged = newest(resumed)
         biggest = max(damaged.glob("*.ckpt"), key=lambda path: path.stat().st_size)
         biggest.write_bytes(biggest.read_bytes()[:100])  # a truncated copy
-    output = run(script, hparams, corpus, resumed, *extra)
+    output = finish(start(script, hparams, corpus, resumed, *extra))
     if damage:
         assert f"Checkpoint {damaged} is damaged, not loaded: {biggest.name}: 100 bytes" in output
         assert "Falling back to" in output
+    finish(uninterrupted)
     assert_same_run(reference, resumed)
 
 
