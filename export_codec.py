@@ -12,6 +12,8 @@ weights are those the quantizer run used (its ``encoder_checkpoint``, or the cac
 ``FocalCodec.from_pretrained("my_codec")`` and ``python -m focalcodec.cli`` here, and with
 ``FocalCodec.from_pretrained("my_codec/model")`` in the upstream ``focalcodec`` package (a local path is a
 stem there). The folder can be pushed to the Hugging Face Hub as is.
+
+See docs/export.md.
 """
 
 import argparse

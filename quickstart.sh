@@ -19,8 +19,9 @@ bash install.sh
 PY=.venv/bin/python
 export HF_HUB_OFFLINE=1  # the tiny settings use a random encoder: nothing to download
 
-# FocalCodec-Stream: the README's five-stage chain with small models (hparams/tiny/stream/), each stage given
-# the previous one's output folder; then export, a streaming resynthesis and the evaluation table
+# FocalCodec-Stream: the five-stage chain of the README (docs/stream.md) with small models
+# (hparams/tiny/stream/), each stage given the previous one's output folder; then export, a streaming
+# resynthesis and the evaluation table
 stream_quickstart() {
   local out=${OUT:-results/quickstart_stream}
   local data="$out/LibriTTS-sample" tiny=hparams/tiny/stream

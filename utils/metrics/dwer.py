@@ -12,11 +12,9 @@ transcript serves as ground truth. As in the original recipe:
 * Whisper's feature extractor pads or trims every clip to 30 s, so **audio beyond 30 s is not
   transcribed** (the same for hypothesis and reference, so both lose the same tail).
 
-Differences from the original: the original split normalised text on single spaces, so an empty
-transcript counted as one (empty) word and double spaces produced empty words; here text is split on
-whitespace, an empty transcript has zero words (a non-empty hypothesis against it counts only
-insertions). Characters are those of the words joined by single spaces (the space counts, as in the
-original's character split). Items are cut to their true lengths before transcription.
+Text is split on whitespace, so an empty transcript has zero words (a non-empty hypothesis against it
+counts only insertions); characters are those of the words joined by single spaces (the space counts).
+Items are cut to their true lengths before transcription (docs/deviations.md #16).
 """
 
 import logging

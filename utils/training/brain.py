@@ -1,4 +1,4 @@
-"""The parts of a ``sb.Brain`` both stages share: frozen-encoder features, validation frequency,
+"""The parts of a ``sb.Brain`` every training stage shares: frozen-encoder features, validation frequency,
 resynthesized-audio dumps, audio-quality metrics and running means of extra statistics."""
 
 import logging
@@ -59,7 +59,7 @@ def compile_module(module: torch.nn.Module, options: dict) -> torch.nn.Module:
 
 @sb.utils.checkpoints.register_checkpoint_hooks  # so that the checkpointer calls this class's _recover
 class CodecBrain(sb.Brain):
-    """Base class of the two training stages.
+    """Base class of every training stage's Brain (``utils/training/stages/``).
 
     Expects in ``hparams``: ``encoder`` (frozen WavLM, weights already loaded), ``augment``,
     ``augmentation``, ``valid_freq``, ``save_audios``, ``num_saved_audios``, ``sample_rate``,
@@ -177,7 +177,7 @@ class CodecBrain(sb.Brain):
         return sig, lens
 
     def _fit_valid(self, valid_set, epoch: int, enable: bool) -> None:
-        """Validate only every ``valid_freq`` epochs (as the original)."""
+        """Validate only every ``valid_freq`` epochs."""
         if epoch % self.hparams.valid_freq == 0:
             super()._fit_valid(valid_set, epoch, enable)
 
