@@ -2,8 +2,9 @@
 ``/usr/bin/chromedriver`` (no download at run time), and the checks of a listening report
 (utils/evaluation/report.py) opened from ``file://`` as a user would.
 
-``.ci/run`` installs ``chromium`` and ``chromium-driver``; where they are missing the tests that need them
-skip, saying so (:func:`browser_missing`)."""
+``.ci/run`` installs ``chromium`` and ``chromium-driver`` and sets ``REQUIRE_BROWSER=1``, under which a
+missing browser fails the tests that need one; elsewhere they skip, saying what is missing
+(:func:`require_browser`)."""
 
 import base64
 import contextlib
@@ -12,6 +13,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pytest
 import soundfile as sf
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,9 +44,17 @@ def browser_missing() -> str | None:
     return None
 
 
+def require_browser() -> None:
+    """Skip the calling test when no browser can run here (fail instead under ``REQUIRE_BROWSER=1``)."""
+    reason = browser_missing()
+    if reason is not None:
+        (pytest.fail if os.environ.get("REQUIRE_BROWSER") == "1" else pytest.skip)(f"no browser: {reason}")
+
+
 @contextlib.contextmanager
 def headless_chromium():
-    """A selenium driver of headless Chromium that keeps the console log."""
+    """A selenium driver of headless Chromium that keeps the console log (see :func:`require_browser`)."""
+    require_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -83,8 +93,11 @@ def open_page(driver, page: Path) -> None:
 
 
 def check_page(driver) -> list[str]:
-    """What is wrong with the loaded page: players that cannot play or whose duration is not their file's,
-    images that did not load, console errors (empty: nothing)."""
+    """What is wrong with the loaded page: not the report (e.g. Chromium's error page for a missing file),
+    players that cannot play or whose duration is not their file's, images that did not load, console
+    errors (empty: nothing)."""
+    if not driver.execute_script("return document.getElementById('utterances') !== null"):
+        return [f"page not loaded: {driver.current_url} shows no utterance table ({driver.title!r})"]
     problems = []
     for media in driver.execute_script(MEDIA_STATE):
         path = _file(media["src"])

@@ -2,7 +2,7 @@
 real speech: self-contained (nothing from the network, every file it names beside it, the scores in the
 page), and in a real headless Chromium opened from file://: every player plays its file, every image
 loads, sorting puts the worst utterance first, the console stays clean; a screenshot is kept. The same
-check fails when an audio file the page names is missing."""
+check fails when an audio file the page names is missing, or the page itself."""
 
 import re
 import shutil
@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from browser import browser_missing, check_page, headless_chromium, open_page, screenshot
+from browser import check_page, headless_chromium, open_page, screenshot
 from metric_signals import low_passed, noisy
 
 from focalcodec.audio import write_wav
@@ -88,9 +88,6 @@ def test_the_report_is_self_contained(report):
     assert "lowpass − noisy" in text  # the paired comparison
 
 
-browser = pytest.mark.skipif(browser_missing() is not None, reason=f"no browser: {browser_missing()}")
-
-
 COLUMN = (
     "return Array.from(document.querySelectorAll('#utterances tbody tr'), "
     "r => r.cells[arguments[0]].dataset.value)"
@@ -102,7 +99,6 @@ def column(driver, index: int) -> list[float]:
     return [float(value) for value in driver.execute_script(COLUMN, index)]
 
 
-@browser
 def test_the_report_plays_loads_and_sorts_in_chromium(report, tmp_path):
     with headless_chromium() as driver:
         open_page(driver, report)
@@ -125,7 +121,6 @@ def test_the_report_plays_loads_and_sorts_in_chromium(report, tmp_path):
     print(f"screenshot of the report: {shot}")
 
 
-@browser
 def test_the_browser_check_fails_when_an_audio_file_is_missing(report, tmp_path):
     copy = tmp_path / "evaluation"
     shutil.copytree(report.parent, copy)
@@ -134,6 +129,8 @@ def test_the_browser_check_fails_when_an_audio_file_is_missing(report, tmp_path)
     with headless_chromium() as driver:
         open_page(driver, copy / report.name)
         problems = check_page(driver)
+        open_page(driver, copy / "no-such-report.html")  # not even the page: Chromium's error page
+        assert check_page(driver)[0].startswith("page not loaded")
     assert any(str(missing) in problem and "not playable" in problem for problem in problems), problems
     assert any(problem.startswith("console:") and "ERR_FILE_NOT_FOUND" in problem for problem in problems), (
         problems

@@ -260,8 +260,8 @@ class CodecBrain(sb.Brain):
     def quality_stats(self, stage: sb.Stage) -> dict[str, float]:
         """This stage's quality figures (labelled by the model that made them); at test also written with
         the per-utterance details (transcripts, scores) to ``metrics_file``, and beside it the table with
-        intervals, ``scores.csv`` and ``report.html`` (:meth:`write_test_report`). Warns when audio was
-        clipped."""
+        intervals, ``scores.csv`` and ``report.html`` (:meth:`write_test_report`; without metrics, the
+        report of the saved audio alone). Warns when audio was clipped."""
         clipped = {name: count for name, count in self._clipped.items() if count}
         if clipped:
             counts = ", ".join(f"{count} of {name}" for name, count in clipped.items())
@@ -269,12 +269,12 @@ class CodecBrain(sb.Brain):
                 f"{stage.name.lower()}: audio samples outside [-1, 1] were clipped ({counts}); the written "
                 "files and the scores hold the same clipped samples"
             )
-        if self.quality is None:
-            return {}
         if stage == sb.Stage.TEST and if_main_process():
-            self.quality.write_stats(self.hparams.metrics_file)
-            self.write_test_report()
-        return self.quality.summarize()
+            if self.quality is not None:
+                self.quality.write_stats(self.hparams.metrics_file)
+            if self.quality is not None or self.saved_files:
+                self.write_test_report()
+        return {} if self.quality is None else self.quality.summarize()
 
     def write_test_report(self) -> Path:
         """Beside ``metrics_file``: the test figures with their intervals (``results.md``/``.csv``), every
@@ -291,7 +291,7 @@ class CodecBrain(sb.Brain):
         curves.parent.mkdir(parents=True, exist_ok=True)
         curves = plot_training_curves(train_log, curves) if train_log.is_file() else None
         title = f"{name} stage, test set: {folder}"
-        row = ModelScores.from_metrics(name, self.quality)
+        row = ModelScores(name) if self.quality is None else ModelScores.from_metrics(name, self.quality)
         return write_outputs([row], folder, audios, title, images={"Training curves": curves}).report
 
     def track(self, **values: torch.Tensor | float) -> None:
