@@ -64,7 +64,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--format",
         action="append",
-        default=[],
         choices=list(FORMATS),
         help="also write the per-utterance scores in this toolkit's layout (repeatable)",
     )
@@ -134,7 +133,7 @@ def main(argv: list[str]) -> int:
             logging.info(f"{name} is not causal: it cannot stream, so it has no streaming row")
     references = save_references(utterances[: args.num_saved_audios], audios / "reference")
     title = f"Evaluation of {', '.join(name for name, _ in models)} on {args.data}"
-    files = write_outputs(rows, args.output, listening_audios(rows, references), title, args.format)
+    files = write_outputs(rows, args.output, listening_audios(rows, references), title, args.format or [])
     print(files.table.read_text())
     print(f"Wrote {files.table} and {files.table_csv} ({len(utterances)} utterances), {files.scores},")
     print(f"{files.comparison} and the listening report {files.report}")

@@ -66,12 +66,9 @@ def test_rows_and_table(tiny_codec, speech_folder, tmp_path):
     utterances = list_utterances(speech_folder)
     row = evaluate_codec("tiny", codec, utterances, QualityMetrics(metrics="dnsmos,sim_resemblyzer"))
     assert row.token_rate == 50.0 and row.bitrate_kbps == pytest.approx(0.65)
-    assert {(s.id, s.metric) for s in row.scores} == {
-        (u.id, label)
-        for u in utterances
-        for label in ("DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK", "Sim-Resemblyzer")
-    }
-    assert row.lower_better == dict.fromkeys(row.lower_better, False) and row.audios == {}
+    labels = ("DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK", "Sim-Resemblyzer")
+    assert {(s.id, s.metric) for s in row.scores} == {(u.id, label) for u in utterances for label in labels}
+    assert row.lower_better == dict.fromkeys(labels, False) and row.audios == {}  # all better higher
     assert 0 < row.figures["Code usage"] <= 100 and 0 <= row.figures["Entropy"] <= 100
     assert 1 <= row.figures["DNSMOS-OVRL"] <= 5 and -1 <= row.figures["Sim-Resemblyzer"] <= 1
     reference = score_reference(utterances, QualityMetrics(metrics="dnsmos"))

@@ -35,6 +35,8 @@ def _link(path: Path, page: Path) -> str:
 
 def _table(rows: list[ModelScores]) -> str:
     columns = figure_columns(rows)
+    if not columns:
+        return '<p class="note">No figures: no metric was computed (compute_metrics: False).</p>'
     head = "".join(f"<th>{html.escape(label)}</th>" for label in ["model", "token rate (Hz)", *columns])
     lines = []
     for row in rows:
