@@ -17,6 +17,7 @@ from torch.nn.utils import spectral_norm
 
 from train_decoder import Resynthesis
 from train_quantizer import Quantization
+from utils.evaluation import read_scores
 from utils.metrics import QualityMetrics
 from utils.training.brain import compile_module
 
@@ -121,7 +122,7 @@ class Louder(nn.Module):
 def test_the_written_audio_is_the_scored_audio(tmp_path, caplog):
     """A test stage scores its audio as the WAV files hold it (16-bit, clipped): the written _hyp and _ref
     files, read back and scored, give exactly the figures the stage reports; the clipped samples are
-    counted in a warning."""
+    counted in a warning. Beside metrics.txt: every utterance's score and the listening report."""
     overrides = {**tiny("decoder"), "output_folder": str(tmp_path), "metrics": ["sim_resemblyzer"]}
     torch.manual_seed(0)
     brain = build_brain(Resynthesis, load_hparams("vocos.yaml", {**overrides, "compute_metrics": True}))
@@ -143,3 +144,8 @@ def test_the_written_audio_is_the_scored_audio(tmp_path, caplog):
         assert np.abs(hyp).max() == 1.0  # clipped
         rescored.append([utt_id], torch.from_numpy(hyp)[None], torch.from_numpy(ref)[None])
     assert rescored.summarize("Sim-Resemblyzer") == reported
+    assert read_scores(tmp_path / "scores.csv") == {"decoder": rescored.utterance_scores()}
+    report = (tmp_path / "report.html").read_text()
+    for utt_id in batch.id:  # the reference first, then the resynthesis
+        assert report.index(f'src="audios/epoch0000/{utt_id}_ref.wav"') < report.index(f"{utt_id}_hyp.wav")
+    assert "| decoder |" in (tmp_path / "results.md").read_text()

@@ -69,3 +69,35 @@ def test_dwer_local_whisper_folder_and_length_masking(whisper_dir, tmp_path):
     text = (tmp_path / "dwer.txt").read_text()
     assert text.startswith("dWER 0.00%") and "audio beyond 30 s is not transcribed" in text
     assert text.count("\n  hyp: ") == 4
+
+
+def test_per_utterance_rates_weigh_to_the_corpus_rate():
+    metric = DWER()
+    metric.add_normalized(["u1", "u2", "u3"], ["a b c d", "y", "p"], ["a b c d", "x", ""])
+    rows = {(row.id, row.metric): row for row in metric.utterance_scores()}
+    assert (rows["u2", "dWER"].value, rows["u2", "dWER"].weight) == (100.0, 1.0)
+    assert math.isnan(rows["u3", "dWER"].value) and rows["u3", "dWER"].weight == 0.0  # empty reference
+    defined = [row for row in rows.values() if row.metric == "dCER" and row.weight > 0]
+    weighted = sum(row.value * row.weight for row in defined) / sum(row.weight for row in defined)
+    assert weighted == pytest.approx(100 * 1 / 8)  # the corpus dCER of u1 and u2
+    assert metric.lower_better("dWER") and metric.lower_better("dCER")
+
+
+def test_a_language_written_without_spaces_is_scored_by_characters(whisper_dir, tmp_path):
+    metric = DWER(source=str(whisper_dir), language="zh")
+    assert metric.character_level and not DWER(language="fr").character_level
+    metric.add_transcripts(["u"], ["今天天气很好。"], ["今天 天气 很 好!"])  # punctuation and spaces go
+    metric.add_transcripts(["v"], ["我们去公园"], ["我们去公园吧"])
+    assert metric.summarize() == {"dCER": pytest.approx(100 * 1 / 12)}  # one deletion in 6 + 6 characters
+    assert [row.metric for row in metric.utterance_scores()] == ["dCER", "dCER"]
+    metric.write_stats(tmp_path / "dcer.txt")
+    text = (tmp_path / "dcer.txt").read_text()
+    assert text.startswith("dCER 8.33%") and "forced 'zh' transcription" in text and "dWER" not in text
+    english = DWER(language="en", character_level=True)
+    english.add_normalized(["w"], ["ab c"], ["abc"])
+    assert english.summarize() == {"dCER": 0.0}  # whitespace does not count at character level
+    seen = {}
+    _, model = metric.load()
+    model.generate = lambda features, **kwargs: seen.update(kwargs) or torch.zeros(1, 1, dtype=torch.long)
+    metric.transcribe([tone(0.5, 220)])
+    assert seen["language"] == "zh" and seen["task"] == "transcribe"

@@ -39,6 +39,14 @@ EXPECTED = {
     "dnsmos": ("DNSMOS", "hyp", None, None, "ref_dnsmos", False),
     "ref_dnsmos": ("RefDNSMOS", "ref", None, None, "dnsmos", False),
     "sim_resemblyzer": ("Sim-Resemblyzer", "pair", None, None, None, False),
+    "pesq_wb": ("PESQ-WB", "pair", None, None, None, False),
+    "pesq_nb": ("PESQ-NB", "pair", None, None, None, False),
+    "stoi": ("STOI", "pair", None, None, None, False),
+    "estoi": ("eSTOI", "pair", None, None, None, False),
+    "mel_distance": ("MelDist", "pair", None, None, None, False),
+    "stft_distance": ("STFTDist", "pair", None, None, None, False),
+    "f0": ("F0", "pair", None, None, None, False),
+    "plcmos": ("PLCMOS", "hyp", None, None, None, False),
 }
 SETTINGS = MetricSettings(sample_rate=24000, utmos_source="/nowhere/SpeechMOS", cache_dir="/nowhere/hf")
 
@@ -61,7 +69,7 @@ def test_every_known_key_has_a_complete_entry():
         assert metric.model_id and metric.summarize()  # its labels, NaN before any data
     assert DEFAULT_METRICS == ("utmos", "ref_utmos", "dwer", "sim")
     # the metrics of the evaluation table's reference row
-    assert QUALITY_ONLY == quality_only_metrics() == ("utmos", "dnsmos")
+    assert QUALITY_ONLY == quality_only_metrics() == ("utmos", "dnsmos", "plcmos")
 
 
 def test_entries_build_from_the_settings_and_share_models_with_siblings():

@@ -99,3 +99,18 @@ def test_a_fallback_requested_too_is_reported_once_under_its_own_name(offline, c
         and suite.metrics["dnsmos"].num_scored == 1
     )
     assert set(suite.summarize()) == {"DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK"}
+
+
+def test_signal_metrics_give_per_utterance_scores_and_directions():
+    clean = read("84-121123-0000")
+    suite = QualityMetrics(metrics="pesq_wb, stoi, mel_distance, dwer", whisper_language="ja")
+    assert suite.metrics["dwer"].language == "ja" and suite.metrics["dwer"].character_level
+    del suite.metrics["dwer"]  # no Whisper here: only the settings reach it
+    suite.append(["a", "b"], torch.stack([clean, 0.5 * clean]), torch.stack([clean, clean]))
+    rows = suite.utterance_scores()
+    assert [(row.id, row.metric) for row in rows] == [
+        (utt, label) for label in ("PESQ-WB", "STOI", "MelDist") for utt in ("a", "b")
+    ]
+    means = {label: sum(row.value for row in rows if row.metric == label) / 2 for label in suite.summarize()}
+    assert suite.summarize() == pytest.approx(means)
+    assert suite.lower_better() == {"PESQ-WB": False, "STOI": False, "MelDist": True}

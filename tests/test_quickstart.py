@@ -3,6 +3,7 @@ it promises."""
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -41,7 +42,14 @@ def test_quickstart(tmp_path):
     assert codec.sample_rate == 16000
     table = (out / "evaluation" / "results.md").read_text()
     assert "| reference |" in table and "| tiny |" in table
-    assert (out / "evaluation" / "results.csv").is_file()
+    assert re.search(
+        r"\| tiny \| 50\.0 \| 0\.65 \| -?\d+\.\d\d \[-?\d+\.\d\d, -?\d+\.\d\d\] \|", table
+    )  # intervals
+    assert (out / "evaluation" / "results.csv").is_file() and (out / "evaluation" / "scores.csv").is_file()
+    report = (out / "evaluation" / "report.html").read_text()
+    assert report.count("<audio ") == 4 * 2  # 4 utterances: the reference and the codec
+    assert "report.html" in result.stdout.split("[quickstart] done.")[1]
+    assert "training_curves.png" in (out / "bsq" / "report.html").read_text()
     # The final message points at what exists
     for line in result.stdout.split("[quickstart] done.")[1].splitlines()[1:]:
         path = line.split()[0].replace("$OUT", str(out)) if line.strip() else ""

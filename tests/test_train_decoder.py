@@ -1,5 +1,6 @@
 """The decoder stage: crop alignment, GAN steps, and end-to-end runs through the real command line."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from recipe_runner import (
 )
 
 from train_decoder import Resynthesis
+from utils.evaluation import read_scores
 from utils.runs import read_run
 from utils.training.train_logger import parse_train_log
 
@@ -238,6 +240,12 @@ def test_end_to_end(decoder_run):
     for path in audios:
         info = sf.info(str(path))
         assert info.samplerate == 16000 and info.frames > 16000
+    # The test stage's listening report: its own audio (not validation's), its scores, the curves so far
+    test_ids = {score.id for score in read_scores(decoder_run / "scores.csv")["decoder"]}
+    page = (decoder_run / "report.html").read_text()
+    played = re.findall(r'src="audios/epoch0001/([^"]+)_hyp\.wav"', page)
+    assert len(played) == 2 and set(played) <= test_ids and page.count("<audio ") == 2 * 2
+    assert 'src="report_files/training_curves.png"' in page and "DNSMOS-OVRL" in page
 
 
 @pytest.mark.slow

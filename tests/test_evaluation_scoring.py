@@ -1,4 +1,6 @@
-"""The evaluation entry point: a paper-style table for any codec, with the model behind every figure."""
+"""The evaluation entry point (utils/evaluation/scoring.py, table.py, evaluate_codec.py): a paper-style table
+for any codec, each figure with its interval and the model behind it, every utterance's scores, and the
+files the command line writes beside the table."""
 
 import csv
 import json
@@ -16,8 +18,10 @@ from recipe_runner import ROOT, recipe_env
 from focalcodec.codec import FocalCodec
 from utils.evaluation import (
     evaluate_codec,
+    interval,
     list_utterances,
     load_written,
+    read_scores,
     resynthesize,
     score_reference,
     write_table,
@@ -62,6 +66,9 @@ def test_rows_and_table(tiny_codec, speech_folder, tmp_path):
     utterances = list_utterances(speech_folder)
     row = evaluate_codec("tiny", codec, utterances, QualityMetrics(metrics="dnsmos,sim_resemblyzer"))
     assert row.token_rate == 50.0 and row.bitrate_kbps == pytest.approx(0.65)
+    labels = ("DNSMOS-OVRL", "DNSMOS-SIG", "DNSMOS-BAK", "Sim-Resemblyzer")
+    assert {(s.id, s.metric) for s in row.scores} == {(u.id, label) for u in utterances for label in labels}
+    assert row.lower_better == dict.fromkeys(labels, False) and row.audios == {}  # all better higher
     assert 0 < row.figures["Code usage"] <= 100 and 0 <= row.figures["Entropy"] <= 100
     assert 1 <= row.figures["DNSMOS-OVRL"] <= 5 and -1 <= row.figures["Sim-Resemblyzer"] <= 1
     reference = score_reference(utterances, QualityMetrics(metrics="dnsmos"))
@@ -72,15 +79,24 @@ def test_rows_and_table(tiny_codec, speech_folder, tmp_path):
     rows = list(csv.DictReader(table.open()))
     assert [r["model"] for r in rows] == ["reference", "tiny"]
     assert rows[0]["Code usage"] == "" and float(rows[1]["bitrate (kbps)"]) == pytest.approx(0.65)
+    spread = interval([s for s in row.scores if s.metric == "DNSMOS-OVRL"])
+    assert float(rows[1]["DNSMOS-OVRL"]) == pytest.approx(spread.value)  # the table's figure is the mean
+    assert (float(rows[1]["DNSMOS-OVRL CI low"]), float(rows[1]["DNSMOS-OVRL CI high"])) == (
+        spread.low,
+        spread.high,
+    )
+    assert rows[1]["Code usage CI low"] == ""  # a figure of the whole set: no interval
     text = markdown.read_text()
     assert "| reference |" in text and "DNSMOS-OVRL: speechmos" in text
+    assert f"{spread.value:.2f} [{spread.low:.2f}, {spread.high:.2f}]" in text and "bootstrap" in text
 
 
 @pytest.mark.slow
 def test_command_line_offline(tiny_codec, speech_folder, tmp_path):
     _, folder = tiny_codec
     command = [sys.executable, str(ROOT / "evaluate_codec.py"), "--data", str(speech_folder)]
-    command += ["--output", str(tmp_path), "--model", f"tiny={folder}", "--metrics", "utmos,sim"]
+    command += ["--output", str(tmp_path), "--model", f"tiny={folder}", "--metrics", "utmos,sim,stoi"]
+    command += ["--format", "versa", "--num_saved_audios", "1"]
     result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "results.md").read_text()
@@ -89,15 +105,25 @@ def test_command_line_offline(tiny_codec, speech_folder, tmp_path):
     assert "DNSMOS-OVRL" in header and "Sim-Resemblyzer" in header
     assert "UTMOS |" not in header and "| Sim |" not in header
     assert "tiny: UTMOS —" in text and "tiny: Sim —" in text
-    # What is written is what was scored: the saved outputs, read back and scored, give the table's figure
-    written = sorted((tmp_path / "audios" / "tiny").glob("*.wav"))
-    assert [path.stem for path in written] == [path.split(".")[0] for path in CLIPS]
+    # What is written is what was scored: the saved output, read back and scored, gives its utterance's score
+    (written,) = (tmp_path / "audios" / "tiny").glob("*.wav")
+    assert written.stem == CLIPS[0].split(".")[0]
+    assert [path.name for path in (tmp_path / "audios" / "reference").glob("*.wav")] == [written.name]
     rescored = QualityMetrics(metrics="sim_resemblyzer")
-    for path, clip in zip(written, CLIPS, strict=True):
-        hyp = torch.from_numpy(sf.read(path, dtype="float32")[0])[None]
-        rescored.append([path.stem], hyp, load_written(REAL_SPEECH / clip, 16000))
+    hyp = torch.from_numpy(sf.read(written, dtype="float32")[0])[None]
+    rescored.append([written.stem], hyp, load_written(REAL_SPEECH / CLIPS[0], 16000))
+    scores = read_scores(tmp_path / "scores.csv")
+    assert set(scores) == {"reference", "tiny"}
+    sim = {s.id: s.value for s in scores["tiny"] if s.metric == "Sim-Resemblyzer"}
+    assert sim[written.stem] == rescored.summarize("Sim-Resemblyzer") and len(sim) == len(CLIPS)
     row = {row["model"]: row for row in csv.DictReader((tmp_path / "results.csv").open())}["tiny"]
-    assert float(row["Sim-Resemblyzer"]) == rescored.summarize("Sim-Resemblyzer")
+    assert float(row["Sim-Resemblyzer"]) == pytest.approx(sum(sim.values()) / len(sim))
+    # beside the table: the comparison, the listening report, VERSA's layout
+    assert "## reference vs tiny" in (tmp_path / "comparison.md").read_text()
+    report = (tmp_path / "report.html").read_text()
+    assert report.count("<audio ") == 2 and 'src="audios/tiny/84-121123-0000.wav"' in report
+    versa = (tmp_path / "versa" / "tiny.jsonl").read_text().splitlines()
+    assert len(versa) == len(CLIPS) and '"stoi": ' in versa[0] and "report.html" in result.stdout
 
 
 @pytest.mark.slow

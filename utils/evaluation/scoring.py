@@ -1,7 +1,6 @@
-"""Scoring whole codecs on a test set: the paper's table (quality, intelligibility, speaker similarity,
-code usage) for any number of models, plus the reference audio's own scores."""
+"""Scoring whole codecs on a test set: one row of figures per model (quality, intelligibility, speaker
+similarity, signal metrics, code usage) with every utterance's scores, plus the reference audio's own."""
 
-import csv
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ from tqdm import tqdm
 from focalcodec.audio import AUDIO_SUFFIXES, as_written, fit_length, load_audio, write_wav
 from focalcodec.codec import FocalCodec
 from focalcodec.streaming import CodecStream
-from utils.metrics import CodeUsage, QualityMetrics
+from utils.metrics import CodeUsage, QualityMetrics, UtteranceScore
 from utils.metrics.registry import quality_only_metrics
 
 __all__ = [
@@ -24,9 +23,10 @@ __all__ = [
     "Utterance",
     "evaluate_codec",
     "list_utterances",
+    "load_written",
     "resynthesize",
+    "save_references",
     "score_reference",
-    "write_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class Utterance:
 
 @dataclass
 class ModelScores:
-    """One row of the table: a model's figures and the model behind each figure."""
+    """One row of the table: a model's figures, the model behind each figure, every utterance's scores
+    (``scores``, from which the intervals come), which figures are better lower, and the files of its
+    saved outputs (``audios``: id -> WAV, played by the listening report)."""
 
     name: str
     token_rate: float | None = None
@@ -54,6 +56,22 @@ class ModelScores:
     figures: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    scores: list[UtteranceScore] = field(default_factory=list)
+    lower_better: dict[str, bool] = field(default_factory=dict)
+    audios: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def from_metrics(cls, name: str, metrics: QualityMetrics, **fields) -> "ModelScores":
+        """The row of what ``metrics`` scored (``fields``: ``token_rate``, ``bitrate_kbps``)."""
+        return cls(
+            name,
+            figures=metrics.summarize(),
+            sources=metrics.sources(),
+            unavailable=dict(metrics.unavailable),
+            scores=metrics.utterance_scores(),
+            lower_better=metrics.lower_better(),
+            **fields,
+        )
 
 
 def list_utterances(data: str | os.PathLike, max_utterances: int | None = None) -> list[Utterance]:
@@ -118,7 +136,7 @@ def evaluate_codec(
     codec = codec.to(device).eval()
     usage = CodeUsage(2**codec.quantizer.dim)
     metrics.clear()
-    clipped = 0
+    clipped, audios = 0, {}
     for index, utt in enumerate(tqdm(utterances, desc=f"evaluating {name}", dynamic_ncols=True)):
         sig = load_written(utt.path, codec.sample_rate_input)
         toks, rec = resynthesize(codec, sig.to(device), streaming)
@@ -127,18 +145,18 @@ def evaluate_codec(
         usage.append([utt.id], toks.cpu())
         metrics.append([utt.id], rec, sig)
         if audio_folder is not None and index < num_saved_audios:  # ids with "/" make subfolders
-            write_wav(Path(audio_folder) / f"{utt.id}.wav", rec[0], codec.sample_rate_input)
+            audios[utt.id] = Path(audio_folder) / f"{utt.id}.wav"
+            write_wav(audios[utt.id], rec[0], codec.sample_rate_input)
     if clipped:
         logger.warning(f"{name}: {clipped} output samples outside [-1, 1] were clipped (scored as written)")
     rate = codec.token_rate
-    figures = {
-        **metrics.summarize(),
-        "Code usage": usage.summarize("usage"),
-        "Entropy": usage.summarize("entropy"),
-    }
-    sources = {**metrics.sources(), "Code usage": "token histogram", "Entropy": "token histogram"}
-    kbps = rate * codec.quantizer.dim / 1000
-    return ModelScores(name, rate, kbps, figures, sources, dict(metrics.unavailable))
+    row = ModelScores.from_metrics(
+        name, metrics, token_rate=rate, bitrate_kbps=rate * codec.quantizer.dim / 1000
+    )
+    row.figures.update({"Code usage": usage.summarize("usage"), "Entropy": usage.summarize("entropy")})
+    row.sources.update({"Code usage": "token histogram", "Entropy": "token histogram"})
+    row.audios = audios
+    return row
 
 
 @torch.no_grad()
@@ -151,42 +169,16 @@ def score_reference(
     for utt in tqdm(utterances, desc="scoring the reference", dynamic_ncols=True):
         sig = load_written(utt.path, sample_rate)
         metrics.append([utt.id], sig, sig)
-    return ModelScores(
-        "reference", None, None, metrics.summarize(), metrics.sources(), dict(metrics.unavailable)
-    )
+    return ModelScores.from_metrics("reference", metrics)
 
 
-def _format(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}"
-
-
-def write_table(rows: list[ModelScores], folder: str | os.PathLike) -> tuple[Path, Path]:
-    """``results.md`` (a Markdown table, with the model behind every figure and the unavailable metrics
-    listed under it) and ``results.csv`` in ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(label for row in rows for label in row.figures))
-    header = ["model", "token rate (Hz)", "bitrate (kbps)", *columns]
-
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        for row in rows:
-            values = [row.figures.get(label) for label in columns]
-            writer.writerow([row.name, row.token_rate, row.bitrate_kbps, *values])
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row.name, _format(row.token_rate, 1), _format(row.bitrate_kbps)]
-        cells += [_format(row.figures.get(label)) for label in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    sources = {label: source for row in rows for label, source in row.sources.items()}
-    lines += ["", "Figures and the models that produced them:", ""]
-    lines += [f"- {label}: {sources[label]}" for label in columns if label in sources]
-    unavailable = {f"{row.name}: {metric}": why for row in rows for metric, why in row.unavailable.items()}
-    if unavailable:
-        lines += ["", "Unavailable metrics:", ""] + [f"- {key} — {why}" for key, why in unavailable.items()]
-    (folder / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder / "results.md", folder / "results.csv"
+def save_references(
+    utterances: list[Utterance], folder: str | os.PathLike, sample_rate: int = 16000
+) -> dict[str, Path]:
+    """Write each utterance's input audio as it is scored (:func:`load_written`) to ``folder/<id>.wav``
+    (what the listening report plays as the reference); ``{id: path}``."""
+    paths = {}
+    for utt in utterances:
+        paths[utt.id] = Path(folder) / f"{utt.id}.wav"
+        write_wav(paths[utt.id], load_written(utt.path, sample_rate)[0], sample_rate)
+    return paths
