@@ -1,7 +1,7 @@
 """A training script whose Brain records every batch, for the original-mode tests (run it like the script).
 
-The script is ``$PROBE_SCRIPT`` (default ``train_quantizer``) and its Brain class ``$PROBE_BRAIN`` (default
-``Quantization``); it trains with one torch thread, as the original's reference run did, and stops (exit
+The script is ``$PROBE_SCRIPT`` (default ``train_quantizer``); whatever Brain class it gives ``train_and_test``
+records. It trains with one torch thread, as the original's reference run did, and stops (exit
 status 0) after ``$PROBE_RECORDS`` batches if set. Written in ``<output_folder>``, in the format of the
 original's records (tests/data/original-recipe/README.md):
 
@@ -152,6 +152,8 @@ def recording(brain_class: type) -> type:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     script = importlib.import_module(os.environ.get("PROBE_SCRIPT", "train_quantizer"))
-    name = os.environ.get("PROBE_BRAIN", "Quantization")
-    setattr(script, name, recording(getattr(script, name)))
+    train_and_test = script.train_and_test
+    script.train_and_test = lambda brain_class, *args, **kwargs: train_and_test(
+        recording(brain_class), *args, **kwargs
+    )
     script.main(sys.argv[1:])

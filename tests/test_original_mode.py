@@ -22,7 +22,7 @@ NOT_COMPARED = ("stage", "step", "train_step")
 
 
 def run_original_mode(
-    tmp_path, script: str, brain: str, hparams: str, *extra: str, records: int = 0
+    tmp_path, script: str, hparams: str, *extra: str, records: int = 0
 ) -> tuple[list[dict], dict]:
     """Our recipe in the original mode (after the small-model overrides), recorded batch by batch: the
     records, and the trained modules' sha256 after ``on_fit_start`` and after the last epoch. ``records``:
@@ -37,7 +37,7 @@ def run_original_mode(
         "--encoder_checkpoint", str(DATA / "wavlm_tiny.pt"), "--cache_folder", str(tmp_path / "cache"),
         "--device", "cpu", "--use_tensorboard", "False", *extra,
     ]  # fmt: skip
-    env = {**recipe_env(), "PROBE_SCRIPT": script, "PROBE_BRAIN": brain, "PROBE_RECORDS": str(records)}
+    env = {**recipe_env(), "PROBE_SCRIPT": script, "PROBE_RECORDS": str(records)}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     steps = [json.loads(line) for line in (output / "steps.jsonl").read_text().splitlines()]
@@ -73,7 +73,7 @@ def test_quantizer_stage_reproduces_the_original(tmp_path):
     """8 epochs: 32 steps, 24 valid and 3 test batches (the original's NewBob anneals from epoch 5), and
     the weights after training."""
     ours, weights = run_original_mode(
-        tmp_path, "train_quantizer", "Quantization", "bsq.yaml", "--num_epochs", "8"
+        tmp_path, "train_quantizer", "bsq.yaml", "--num_epochs", "8"
     )
     assert_same_records(ours, original("quantizer"))
     assert weights == original_weights("quantizer_stage")
@@ -87,7 +87,7 @@ def test_decoder_stage_reproduces_the_original(tmp_path):
     reproduced too (tests/data/original-recipe/README.md)."""
     theirs = original("decoder", count=7)
     ours, weights = run_original_mode(
-        tmp_path, "train_decoder", "Resynthesis", "vocos.yaml", records=len(theirs)
+        tmp_path, "train_decoder", "vocos.yaml", records=len(theirs)
     )
     assert_same_records(ours, theirs)
     assert weights == {"init": original_weights("decoder_stage")["init"]}
