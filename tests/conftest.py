@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
+from helpers.recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
 from utils.corpus.samples import make_sample_corpus
 
 
 def probed_run(script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str) -> None:
-    """A stage through its real command line, probed (tests/ddp_probe.py: ``probe-0.json`` tells e.g. the
-    loss of every test batch)."""
+    """A stage through its real command line, probed (tests/helpers/ddp_probe.py: ``probe-0.json`` tells
+    e.g. the loss of every test batch)."""
     run_recipe(script, hparams, data_folder, output_folder, *extra, probe=True)
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from recipe_runner import ROOT, recipe_env
+from helpers.recipe_runner import ROOT, recipe_env
 
 
 @pytest.mark.slow

@@ -9,8 +9,8 @@ import soundfile as sf
 import speechbrain as sb
 import torch
 import yaml
-from recipe_runner import ROOT, build_brain, load_hparams, padded_batch
-from run_helpers import speech
+from helpers.recipe_runner import ROOT, build_brain, load_hparams, padded_batch
+from helpers.run_helpers import speech
 from speechbrain.dataio.batch import PaddedBatch
 from torch import nn
 from torch.nn.utils import spectral_norm

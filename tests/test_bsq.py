@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import assert_close, assert_matches_listing, load_reference, read_listing
+from helpers.reference import assert_close, assert_matches_listing, load_reference, read_listing
 from speechbrain.lobes.models.bsq import BinarySphericalQuantizer as SpeechBrainBSQ
 
 from focalcodec.bsq import BinarySphericalQuantizer

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from recipe_runner import ROOT
+from helpers.recipe_runner import ROOT
 from speechbrain.utils.checkpoints import METAFNAME
 
 from utils.runs import find_checkpoint

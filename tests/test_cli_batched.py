@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import (
+from helpers.cli_helpers import (
     REAL_SPEECH,
     TINY_CONFIG,
     causal_config,

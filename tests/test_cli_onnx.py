@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import TINY_CONFIG, causal_config, run_cli, write_model
+from helpers.cli_helpers import TINY_CONFIG, causal_config, run_cli, write_model
 
 from focalcodec import cli
 from focalcodec.cli.codec import Codec

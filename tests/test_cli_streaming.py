@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from cli_helpers import (
+from helpers.cli_helpers import (
     REAL_SPEECH,
     TINY_CONFIG,
     causal_config,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import (
+from helpers.reference import (
     LISTING_DIR,
     assert_close,
     assert_matches_listing,

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import soundfile as sf
-from corpus_helpers import load, manifest_args, mtimes, snapshot, write_tone
+from helpers.corpus_helpers import load, manifest_args, mtimes, snapshot, write_tone
 
 from utils.corpus.filelist import ListRow, prepare_list, read_list
 from utils.corpus.samples import FOLDER_RATES, make_list_corpus

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import soundfile as sf
-from corpus_helpers import load, manifest_args, mtimes, snapshot, write_tone
+from helpers.corpus_helpers import load, manifest_args, mtimes, snapshot, write_tone
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from focalcodec.audio import load_audio

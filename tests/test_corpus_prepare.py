@@ -5,7 +5,7 @@ import logging
 import os
 
 import pytest
-from corpus_helpers import manifest_args, mtimes, write_tone
+from helpers.corpus_helpers import manifest_args, mtimes, write_tone
 
 from utils.corpus.prepare import (
     Candidate,

@@ -6,9 +6,9 @@ import json
 import subprocess
 
 import pytest
-from corpus_helpers import digest, load, snapshot
-from http_server import libritts_archives, serve
-from recipe_runner import ROOT, recipe_command, recipe_env, run_recipe
+from helpers.corpus_helpers import digest, load, snapshot
+from helpers.http_server import libritts_archives, serve
+from helpers.recipe_runner import ROOT, recipe_command, recipe_env, run_recipe
 
 from utils.corpus import prepare_data
 from utils.corpus.samples import make_folder_corpus, make_list_corpus, make_sample_corpus

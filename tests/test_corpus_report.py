@@ -3,7 +3,7 @@
 import json
 import logging
 
-from corpus_helpers import manifest_args
+from helpers.corpus_helpers import manifest_args
 
 from libritts_prepare import prepare_libritts
 from utils.corpus.report import PrepareReport, ReportWarning, SetReport, SkippedFile

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_helpers import digest
+from helpers.corpus_helpers import digest
 
 from utils.corpus.filelist import read_list
 from utils.corpus.samples import (

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_helpers import write_tone
+from helpers.corpus_helpers import write_tone
 
 from utils.corpus.validate import AUDIO_SUFFIXES, check_name, find_audio, printable, validate_audio
 

@@ -5,7 +5,7 @@ mode's 16-bit audio."""
 import collections
 
 import torch
-from feature_cache_helpers import build, load, tiny_encoder, write_corpus
+from helpers.feature_cache_helpers import build, load, tiny_encoder, write_corpus
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from focalcodec.audio import as_written

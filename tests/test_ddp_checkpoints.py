@@ -4,7 +4,13 @@ utils/training/checkpointer.py), and a 2-process run killed inside an epoch resu
 
 import pytest
 import yaml
-from recipe_runner import kill_mid_epoch, parse_train_log, recipe_command, run_torchrun, torchrun_command
+from helpers.recipe_runner import (
+    kill_mid_epoch,
+    parse_train_log,
+    recipe_command,
+    run_torchrun,
+    torchrun_command,
+)
 
 pytestmark = pytest.mark.slow
 

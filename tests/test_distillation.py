@@ -3,7 +3,7 @@ loss."""
 
 import pytest
 import torch
-from helpers import TINY_ENCODER
+from helpers.reference import TINY_ENCODER
 
 from focalcodec.wavlm import WavLM
 from utils.runs import freeze_positions

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
-from http_server import SPEAKERS_TXT, libritts_archives, serve, subset_files, tar_bytes
+from helpers.http_server import SPEAKERS_TXT, libritts_archives, serve, subset_files, tar_bytes
 
 from utils.corpus import download
 from utils.corpus.download import LIBRITTS_SHA256, DownloadError, download_libritts

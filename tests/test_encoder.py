@@ -5,7 +5,7 @@ import logging
 import huggingface_hub.constants
 import pytest
 import torch
-from helpers import load_reference
+from helpers.reference import load_reference
 
 from focalcodec.checkpoint import remap_legacy_state_dict
 from focalcodec.codec import FocalCodec

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
-from helpers import load_reference
-from recipe_runner import ROOT, recipe_env
+from helpers.recipe_runner import ROOT, recipe_env
+from helpers.reference import load_reference
 
 from focalcodec.codec import FocalCodec
 from utils.evaluation import (

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from recipe_runner import ROOT, recipe_env
-from run_helpers import (
+from helpers.recipe_runner import ROOT, recipe_env
+from helpers.run_helpers import (
     SPEECH,
     TINY_BSQ,
     TINY_VOCOS,

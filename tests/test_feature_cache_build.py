@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from feature_cache_helpers import CallCounter, build, reference_feats, tiny_encoder, write_corpus
+from helpers.feature_cache_helpers import CallCounter, build, reference_feats, tiny_encoder, write_corpus
 
 import utils.feature_cache.build as build_module
 from utils.feature_cache import FeatureCache, FeatureCacheError

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from feature_cache_helpers import (
+from helpers.feature_cache_helpers import (
     TINY_ENCODER,
     CallCounter,
     build,
@@ -15,7 +15,7 @@ from feature_cache_helpers import (
     tiny_encoder,
     write_corpus,
 )
-from recipe_runner import load_hparams
+from helpers.recipe_runner import load_hparams
 
 from focalcodec.wavlm import WavLM
 from utils.feature_cache import (

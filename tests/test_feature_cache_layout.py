@@ -3,7 +3,7 @@ encoder's own convolutions)."""
 
 import pytest
 import torch
-from feature_cache_helpers import tiny_encoder
+from helpers.feature_cache_helpers import tiny_encoder
 
 from focalcodec.wavlm import WavLM
 from utils.feature_cache import layout

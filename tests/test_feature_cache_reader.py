@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from feature_cache_helpers import build, tiny_encoder, write_corpus
+from helpers.feature_cache_helpers import build, tiny_encoder, write_corpus
 
 from utils.feature_cache import FeatureCache, FeatureCacheError
 

@@ -9,7 +9,7 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
-from feature_cache_helpers import (
+from helpers.feature_cache_helpers import (
     TINY_BSQ,
     TINY_VOCOS,
     build,
@@ -19,7 +19,7 @@ from feature_cache_helpers import (
     tiny_encoder,
     write_corpus,
 )
-from recipe_runner import (
+from helpers.recipe_runner import (
     ROOT,
     build_brain,
     load_hparams,

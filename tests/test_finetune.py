@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 import torch
-from helpers import legacy_state_dict
-from recipe_runner import QUANTIZER_ARGS, run_recipe
-from run_helpers import (
+from helpers.recipe_runner import QUANTIZER_ARGS, run_recipe
+from helpers.reference import legacy_state_dict
+from helpers.run_helpers import (
     TINY_BSQ,
     TINY_VOCOS,
     assert_same_weights,

@@ -7,8 +7,8 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
-from helpers import assert_matches_listing_part, read_listing
-from recipe_runner import ROOT, build_brain, load_hparams, padded_batch
+from helpers.recipe_runner import ROOT, build_brain, load_hparams, padded_batch
+from helpers.reference import assert_matches_listing_part, read_listing
 from ruamel.yaml import YAML
 
 from train_quantizer import Quantization

@@ -4,7 +4,7 @@ no module imports a script, no import cycle, and no function-level import of our
 import ast
 from pathlib import Path
 
-from recipe_runner import ROOT
+from helpers.recipe_runner import ROOT
 
 # In dependency order: a package may import itself and the packages before it, never one after it
 LAYERS = [

@@ -4,7 +4,7 @@ order, split search, offline and streaming conversion) and the search itself."""
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_close, load_reference, reference_codec
+from helpers.reference import assert_close, load_reference, reference_codec
 
 from focalcodec.codec import FocalCodec
 from focalcodec.knn import cosine_distance, knn, knn_indices

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import soundfile as sf
-from corpus_helpers import load, mtimes, snapshot
-from http_server import libritts_archives, serve
+from helpers.corpus_helpers import load, mtimes, snapshot
+from helpers.http_server import libritts_archives, serve
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 

@@ -8,13 +8,13 @@ import time
 
 import pytest
 import torch
-from metric_signals import tone
+from helpers.metric_signals import tone
 
 import utils.metrics.common as common
 from utils.metrics import DWER, UTMOS, MetricUnavailableError, SpeakerSimilarity
 from utils.metrics.common import ModelMetric, UtteranceScores, mean_or_nan, prepare_items, unreachable
 
-pytest_plugins = ("metric_models",)
+pytest_plugins = ("helpers.metric_models",)
 
 
 def test_prepare_items_cuts_then_resamples():

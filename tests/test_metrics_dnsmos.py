@@ -5,7 +5,7 @@ import io
 
 import pytest
 import torch
-from metric_signals import pad_batch, read
+from helpers.metric_signals import pad_batch, read
 
 from utils.metrics import DNSMOS
 from utils.metrics.common import LazyModel

@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-from metric_signals import pad_batch, tone
+from helpers.metric_signals import pad_batch, tone
 
 from utils.metrics import DWER
 from utils.metrics.dwer import error_counts
 
-pytest_plugins = ("metric_models",)
+pytest_plugins = ("helpers.metric_models",)
 
 
 def test_error_counts_on_known_pairs():

@@ -2,7 +2,7 @@
 speaker beats a different one, padding is never scored."""
 
 import pytest
-from metric_signals import pad_batch, read
+from helpers.metric_signals import pad_batch, read
 
 from utils.metrics import ResemblyzerSimilarity
 

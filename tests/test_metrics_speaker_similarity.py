@@ -5,12 +5,12 @@ import warnings
 
 import pytest
 import torch
-from metric_signals import pad_batch, tone
+from helpers.metric_signals import pad_batch, tone
 
 from utils.metrics import SpeakerSimilarity
 from utils.metrics.speaker_similarity import MIN_SAMPLES, replicate_pad
 
-pytest_plugins = ("metric_models",)
+pytest_plugins = ("helpers.metric_models",)
 
 
 def test_speaker_similarity_local_wavlm_folder_and_length_masking(wavlm_sv_dir):

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 import torch
-from metric_signals import pad_batch, read, tone
+from helpers.metric_signals import pad_batch, read, tone
 
 from utils.metrics import QualityMetrics
 
-pytest_plugins = ("metric_models",)
+pytest_plugins = ("helpers.metric_models",)
 
 
 def test_suite_with_local_models_reports_primary_labels(speechmos_dir, whisper_dir, wavlm_sv_dir, caplog):

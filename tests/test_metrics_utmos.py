@@ -2,11 +2,11 @@
 masking and explicit checkpoints."""
 
 import pytest
-from metric_signals import pad_batch, tone
+from helpers.metric_signals import pad_batch, tone
 
 from utils.metrics import UTMOS, RefUTMOS
 
-pytest_plugins = ("metric_models",)
+pytest_plugins = ("helpers.metric_models",)
 
 
 def test_utmos_local_clone_shared_model_and_length_masking(speechmos_dir):

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import reference_codec
+from helpers.reference import reference_codec
 
 from focalcodec import onnx_export
 from focalcodec.onnx_export import _OfflineGraph, flatten_state, unflatten_state

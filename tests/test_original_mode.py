@@ -2,9 +2,9 @@
 the original SpeechBrain recipe bit for bit, batch by batch (tests/data/original-recipe/README.md).
 
 Each test trains a stage with the small models, the original mode and one torch thread on a copy of that
-corpus, through the real script with a recording Brain (tests/step_probe.py), and compares every record
-with the original's, exactly: utterance ids, input checksum, loss, loss terms, gradient norms, learning
-rates, RNG fingerprint, and the weights' sha256. Not compared: ``step`` (the original's decoder step
+corpus, through the real script with a recording Brain (tests/helpers/step_probe.py), and compares every
+record with the original's, exactly: utterance ids, input checksum, loss, loss terms, gradient norms,
+learning rates, RNG fingerprint, and the weights' sha256. Not compared: ``step`` (the original's decoder step
 overwrote SpeechBrain's per-epoch counter with the global one, logging only), loss terms the original did
 not compute (our valid/test also compute the discriminator's) and the logged epoch losses.
 """
@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from recipe_runner import ROOT, recipe_env, tiny_overrides
+from helpers.recipe_runner import ROOT, STEP_PROBE, recipe_env, tiny_overrides
 
 DATA = ROOT / "tests" / "data" / "original-recipe"
 NOT_COMPARED = ("stage", "step", "train_step")
@@ -31,7 +31,7 @@ def run_original_mode(
     output = tmp_path / "run"
     overrides = f"[{tiny_overrides(hparams)},{ROOT / 'hparams' / 'original' / hparams}]"
     command = [
-        sys.executable, str(ROOT / "tests" / "step_probe.py"), str(ROOT / "hparams" / hparams),
+        sys.executable, str(STEP_PROBE), str(ROOT / "hparams" / hparams),
         "--overrides_file", overrides, "--data_folder", str(corpus), "--output_folder", str(output),
         "--train_split", "[train-clean-100]", "--encoder_random_init", "False",
         "--encoder_checkpoint", str(DATA / "wavlm_tiny.pt"), "--cache_folder", str(tmp_path / "cache"),

@@ -3,7 +3,7 @@
 import pytest
 import soundfile as sf
 import torch
-from recipe_runner import ROOT, signal_dataset
+from helpers.recipe_runner import ROOT, signal_dataset
 from speechbrain.lobes.models.HifiGAN import L1SpecLoss
 
 from utils.training.progress import ProgressProbe

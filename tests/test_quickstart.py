@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import soundfile as sf
-from recipe_runner import ROOT, recipe_env
+from helpers.recipe_runner import ROOT, recipe_env
 
 from focalcodec.codec import FocalCodec
 

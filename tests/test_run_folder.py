@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from run_helpers import TINY_BSQ, TINY_VOCOS, assert_same_weights, copy_run, recipe_modules
+from helpers.run_helpers import TINY_BSQ, TINY_VOCOS, assert_same_weights, copy_run, recipe_modules
 
 from focalcodec.checkpoint import load_state_dict_file
 from focalcodec.vocos import Vocos

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from recipe_runner import ROOT, recipe_command, recipe_env
+from helpers.recipe_runner import ROOT, recipe_command, recipe_env
 
 from utils.training.run_lock import LOCK_FILE, RunLock, RunLockedError
 

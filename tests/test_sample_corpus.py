@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus_helpers import digest
+from helpers.corpus_helpers import digest
 
 from utils import sample_corpus
 from utils.corpus import voice

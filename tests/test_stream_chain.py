@@ -3,7 +3,7 @@ stage-2 -> 3 hand-over is tested with stage 3, the stage-4 -> 5 one with stage 5
 
 import pytest
 import torch
-from helpers import TINY_ENCODER
+from helpers.reference import TINY_ENCODER
 
 from focalcodec.focalnet import FocalDecoder
 from focalcodec.wavlm import WavLM

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import assert_close, load_reference, read_listing, reference_codec, seeded
+from helpers.reference import assert_close, load_reference, read_listing, reference_codec, seeded
 
 from focalcodec.bsq import BinarySphericalQuantizer
 from focalcodec.codec import FocalCodec

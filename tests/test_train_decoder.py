@@ -8,7 +8,7 @@ import soundfile as sf
 import speechbrain as sb
 import torch
 import yaml
-from recipe_runner import (
+from helpers.recipe_runner import (
     ROOT,
     assert_test_loss_is_batch_mean,
     build_brain,

@@ -4,7 +4,7 @@ command line (one and two processes, killed and resumed) and step by step."""
 import pytest
 import torch
 import yaml
-from recipe_runner import (
+from helpers.recipe_runner import (
     QUANTIZER_ARGS,
     assert_test_loss_is_batch_mean,
     build_brain,
@@ -16,7 +16,7 @@ from recipe_runner import (
     run_ddp_probe,
     tiny_overrides,
 )
-from run_helpers import speech
+from helpers.run_helpers import speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_encoder import EncoderDistillation

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from ddp_probe import digest
-from recipe_runner import (
+from helpers.ddp_probe import digest
+from helpers.recipe_runner import (
     QUANTIZER_ARGS,
     assert_test_loss_is_batch_mean,
     build_brain,
@@ -21,7 +21,7 @@ from recipe_runner import (
     run_recipe,
     tiny_overrides,
 )
-from run_helpers import official_codec, quantizer_steps_on_speech
+from helpers.run_helpers import official_codec, quantizer_steps_on_speech
 
 from focalcodec.checkpoint import load_state_dict_file
 from train_joint import Refinement

@@ -7,7 +7,7 @@ import pytest
 import speechbrain as sb
 import torch
 import yaml
-from recipe_runner import (
+from helpers.recipe_runner import (
     assert_test_loss_is_batch_mean,
     build_brain,
     load_hparams,
@@ -15,7 +15,7 @@ from recipe_runner import (
     parse_train_log,
     tiny_overrides,
 )
-from run_helpers import speech
+from helpers.run_helpers import speech
 
 from train_posemb import PosembDistillation
 from utils.runs import read_run

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from ddp_probe import digest
-from helpers import TINY_ENCODER
-from recipe_runner import (
+from helpers.ddp_probe import digest
+from helpers.recipe_runner import (
+    DDP_PROBE,
     ROOT,
     assert_test_loss_is_batch_mean,
     build_brain,
@@ -26,7 +26,8 @@ from recipe_runner import (
     run_torchrun,
     tiny_overrides,
 )
-from run_helpers import quantizer_steps_on_speech
+from helpers.reference import TINY_ENCODER
+from helpers.run_helpers import quantizer_steps_on_speech
 
 from focalcodec.wavlm import WavLM
 from train_quantizer import Quantization
@@ -189,7 +190,7 @@ def test_two_process_ddp_gloo_with_an_encoder_file(corpus, tmp_path):
         "--encoder_checkpoint",
         tmp_path / "wavlm6.pt",
     ]
-    command = recipe_command("tests/ddp_probe.py", "bsq.yaml", corpus, out, *SPLITS, *map(str, extra))
+    command = recipe_command(str(DDP_PROBE), "bsq.yaml", corpus, out, *SPLITS, *map(str, extra))
     result = run_torchrun(command, port=29533)
     assert result.returncode == 0, result.stderr[-5000:]
     rows = parse_train_log(out / "train_log.txt")

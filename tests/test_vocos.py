@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import (
+from helpers.reference import (
     assert_close,
     assert_decoder_causality,
     assert_matches_listing,

@@ -4,7 +4,7 @@ streaming, gradients and the linear head."""
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import (
+from helpers.reference import (
     assert_close,
     assert_decoder_causality,
     assert_matches_listing,

@@ -7,7 +7,8 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-SPEECH = Path(__file__).resolve().parent / "data" / "real-speech"  # LibriSpeech dev-clean clips (SOURCES.md)
+# LibriSpeech dev-clean clips (SOURCES.md)
+SPEECH = Path(__file__).resolve().parents[1] / "data" / "real-speech"
 
 
 def read(name: str) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""A training script with a probe: run it like the script (``python tests/ddp_probe.py hparams.yaml ...``, or
-with torchrun), naming the script in ``$PROBE_SCRIPT`` (default ``train_quantizer``).
+"""A training script with a probe: run it like the script (``python tests/helpers/ddp_probe.py hparams.yaml
+...``, or with torchrun), naming the script in ``$PROBE_SCRIPT`` (default ``train_quantizer``).
 
 Whatever Brain class the script gives ``train_and_test`` is probed. Every process writes
 ``<output_folder>/probe-<rank>.json``: a digest of the frozen encoder's weights when training starts (and of
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:

@@ -16,10 +16,12 @@ from utils.training.recipe import load_hparams as load_hparams_file
 from utils.training.train_logger import parse_train_log
 
 __all__ = [
+    "DDP_PROBE",
     "QUANTIZER_ARGS",
     "ROOT",
     "RUN_ARGS",
     "SMALL_SPLITS",
+    "STEP_PROBE",
     "assert_test_loss_is_batch_mean",
     "build_brain",
     "fit_brain",
@@ -40,7 +42,10 @@ __all__ = [
     "torchrun_command",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+# Training scripts with a probe, run like the scripts
+DDP_PROBE = ROOT / "tests" / "helpers" / "ddp_probe.py"
+STEP_PROBE = ROOT / "tests" / "helpers" / "step_probe.py"
 # The small corpus and the options of the recipe runs shared by the suite (tests/conftest.py)
 SMALL_SPLITS = {"train-clean-100": (2, 3), "dev-clean": (1, 2), "test-clean": (1, 2)}
 RUN_ARGS = ["--train_batch_size", "2", "--valid_size", "2", "--num_epochs", "1"]
@@ -92,11 +97,11 @@ def run_recipe(
     probe: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run a training script to completion; on failure the assertion shows the end of its output. ``probe``:
-    through tests/ddp_probe.py, which also writes what the run did step by step (``probe-0.json``)."""
+    through tests/helpers/ddp_probe.py, which also writes what the run did step by step (``probe-0.json``)."""
     env = recipe_env()
     if probe:
         env["PROBE_SCRIPT"] = Path(script).stem
-        script = "tests/ddp_probe.py"
+        script = str(DDP_PROBE)
     result = subprocess.run(
         recipe_command(script, hparams, data_folder, output_folder, *extra),
         cwd=ROOT,
@@ -197,10 +202,10 @@ def assert_test_loss_is_batch_mean(output_folder: Path) -> None:
 def run_ddp_probe(
     script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
 ) -> list[dict]:
-    """Run a stage as two gloo processes with the probe of tests/ddp_probe.py and check what every
+    """Run a stage as two gloo processes with the probe of tests/helpers/ddp_probe.py and check what every
     multi-process run must show: both processes trained on different utterances, hold the same weights
     after a step and left the frozen encoder as it was; the test stage ran. Returns both probes."""
-    command = recipe_command("tests/ddp_probe.py", hparams, data_folder, output_folder, *extra)
+    command = recipe_command(str(DDP_PROBE), hparams, data_folder, output_folder, *extra)
     env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem}
     result = run_torchrun(command, port=port, env=env)
     assert result.returncode == 0, result.stderr[-5000:]

@@ -8,12 +8,12 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-from helpers import TINY_ENCODER, load_reference
 
 from focalcodec import cli
 from focalcodec.codec import FocalCodec
+from helpers.reference import TINY_ENCODER, load_reference
 
-REAL_SPEECH = Path(__file__).parent / "data" / "real-speech"
+REAL_SPEECH = Path(__file__).resolve().parents[1] / "data" / "real-speech"
 REAL_CLIPS = ("84-121123-0007.wav", "84-121123-0000.flac")  # 2.00 s each, 16 kHz mono
 
 TINY_CONFIG = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 REFERENCE_DIR = DATA_DIR / "reference"
 LISTING_DIR = DATA_DIR / "state_dict"
 TINY_BSQ = yaml.safe_load((DATA_DIR.parent.parent / "hparams" / "tiny" / "bsq.yaml").read_text())

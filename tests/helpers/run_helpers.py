@@ -9,9 +9,9 @@ from pathlib import Path
 import soundfile as sf
 import torch
 import yaml
-from recipe_runner import ROOT, fixed_batch_steps, load_hparams, padded_batch, recipe_env
 
 from focalcodec.codec import FocalCodec
+from helpers.recipe_runner import ROOT, fixed_batch_steps, load_hparams, padded_batch, recipe_env
 
 TINY_BSQ = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())

@@ -7,11 +7,11 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
-from helpers import TINY_ENCODER
-from recipe_runner import ROOT
 
 from focalcodec.audio import load_audio
 from focalcodec.wavlm import WavLM
+from helpers.recipe_runner import ROOT
+from helpers.reference import TINY_ENCODER
 from utils.feature_cache import FeatureCache, build_feature_cache, manifest_entries
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Fixtures of the metric tests (not a test module): tiny local models saved in the real formats (a
 SpeechMOS clone, Whisper, WavLM-SV) and a simulated offline machine.
 
-Test modules load it with ``pytest_plugins = ("metric_models",)`` and never import it (pytest rewrites its
-assertions only when it loads it first); the signal helpers are in ``metric_signals``."""
+Test modules load it with ``pytest_plugins = ("helpers.metric_models",)`` and never import it (pytest
+rewrites its assertions only when it loads it first); the signal helpers are in ``metric_signals``."""
 
 import json
 from pathlib import Path
