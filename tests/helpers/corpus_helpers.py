@@ -1,4 +1,4 @@
-"""Helpers of the corpus-preparation tests (tests/test_libritts_prepare.py, tests/test_corpus_*.py)."""
+"""Helpers of the corpus-preparation tests (tests/corpus/)."""
 
 import hashlib
 import json

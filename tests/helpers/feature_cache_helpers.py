@@ -1,4 +1,4 @@
-"""Shared pieces of the feature-cache tests (tests/test_feature_cache_*.py): a tiny encoder, a small corpus
+"""Shared pieces of the feature-cache tests (tests/feature_cache/): a tiny encoder, a small corpus
 of 24 kHz wavs, building a cache of it and counting the encoder's calls."""
 
 from pathlib import Path

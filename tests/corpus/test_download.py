@@ -1,7 +1,7 @@
 """Downloading LibriTTS subsets (utils/corpus/download.py) from a local HTTP server serving tiny generated
 archives.
 
-The server (tests/http_server.py) serves ``/<subset>.tar.gz`` in the LibriTTS layout with ``Range``
+The server (tests/helpers/http_server.py) serves ``/<subset>.tar.gz`` in the LibriTTS layout with ``Range``
 support, logs every request, and has switches for a corrupt body, a transfer cut midway, missing files
 (404) and ignoring ``Range``.
 """
