@@ -34,14 +34,14 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 import utils.training.data
 from focalcodec.audio import as_written, load_audio
-from train_decoder import Resynthesis
-from train_encoder import EncoderDistillation
-from train_posemb import PosembDistillation
-from train_quantizer import Quantization
 from utils.feature_cache import check_feature_cache_options, encoder_config, prepare_feature_caches
 from utils.feature_cache.recipe import shard_bytes
 from utils.training.crop import random_feature_crop
 from utils.training.data import add_cached_crops, add_cached_features
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.encoder import EncoderStage
+from utils.training.stages.posemb import PosembStage
+from utils.training.stages.quantizer import QuantizerStage
 
 YAMLS = ("bsq.yaml", "vocos.yaml")  # the full YAMLs (the token-rate variants inherit bsq.yaml's keys)
 
@@ -167,7 +167,7 @@ def batches(cache, corpus, uttids, with_sig=True):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_quantizer_forward_is_the_same_with_the_cache(corpus, tmp_path, dtype):
     hparams = load_hparams("bsq.yaml", TINY_BSQ)
-    brain = build_brain(Quantization, hparams)
+    brain = build_brain(QuantizerStage, hparams)
     cache = build(hparams["encoder"], corpus, tmp_path / "cache", dtype=dtype, config=encoder_config(hparams))
     close = (
         torch.testing.assert_close
@@ -196,7 +196,7 @@ def test_quantizer_forward_is_the_same_with_the_cache(corpus, tmp_path, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_decoder_crop_is_the_same_with_the_cache(corpus, tmp_path, dtype):
     hparams = load_hparams("vocos.yaml", TINY_VOCOS)
-    brain = build_brain(Resynthesis, hparams)
+    brain = build_brain(DecoderStage, hparams)
     cache = build(hparams["encoder"], corpus, tmp_path / "cache", dtype=dtype, config=encoder_config(hparams))
     for seed, uttid in enumerate(corpus):
         uncached, cached = batches(cache, corpus, [uttid])
@@ -318,10 +318,10 @@ def test_the_distillation_stages_cache_the_teacher_view_they_read(corpus, tmp_pa
     assert cache.dim == 64 * (2 if name == "wavlm" else 1)  # stage 3: every layer (2 in the tiny encoder)
     if name == "conv_posemb":
         hparams["student_posemb"].load_state_dict(teacher.encoder.positional_embedding.state_dict())
-        brain = build_brain(PosembDistillation, hparams)
+        brain = build_brain(PosembStage, hparams)
     else:
         hparams["student_encoder"].load_state_dict(teacher.state_dict())
-        brain = build_brain(EncoderDistillation, hparams)
+        brain = build_brain(EncoderStage, hparams)
     uncached, cached = batches(cache, corpus, ["utt3"])
     with torch.no_grad():
         reference, out = (

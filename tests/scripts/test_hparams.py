@@ -11,9 +11,9 @@ from helpers.recipe_runner import ROOT, build_brain, load_hparams, padded_batch
 from helpers.reference import assert_matches_listing_part, read_listing
 from ruamel.yaml import YAML
 
-from train_quantizer import Quantization
 from utils.training.recipe import load_hparams as load_hparams_file
 from utils.training.recipe import read_overrides
+from utils.training.stages.quantizer import QuantizerStage
 
 TINY = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
 TINY_VOCOS = yaml.safe_load((ROOT / "hparams" / "tiny" / "vocos.yaml").read_text())
@@ -142,7 +142,7 @@ def test_overrides_files_apply_in_order_and_the_command_line_wins():
 def test_token_rate_variant_trains_at_its_rate(variant):
     torch.manual_seed(0)
     hparams = load_hparams(variant, TINY)
-    brain = build_brain(Quantization, hparams)
+    brain = build_brain(QuantizerStage, hparams)
     batch = padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12345))
     loss = brain.fit_batch(batch)
     assert torch.isfinite(loss)
@@ -157,7 +157,7 @@ def test_token_rate_variant_trains_at_its_rate(variant):
 @pytest.mark.slow
 def test_full_size_default_config_trains_one_step():
     hparams = load_hparams("bsq.yaml", {"encoder_random_init": True})
-    brain = build_brain(Quantization, hparams)
+    brain = build_brain(QuantizerStage, hparams)
     compressor = hparams["compressor"]
     assert compressor.layers[0].focal_block.modulation.layers[1][0].weight.shape == (1024, 1, 9)  # window 7/2
     before = compressor.out_proj.weight.detach().clone()

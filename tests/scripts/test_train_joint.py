@@ -1,6 +1,5 @@
-"""FocalCodec-Stream stage 5 (train_joint.py): joint fine-tuning of encoder, compressor, quantizer and
-decompressor against the teacher, through its real command line (one and two processes, killed and resumed)
-and step by step."""
+"""FocalCodec-Stream stage 5 (train_joint.py) through its real command line: one and two processes, killed and
+resumed, initialised from a causal codec (the Brain step by step: tests/training/test_joint_stage.py)."""
 
 import json
 
@@ -12,34 +11,22 @@ from helpers.ddp_probe import digest
 from helpers.recipe_runner import (
     QUANTIZER_ARGS,
     assert_test_loss_is_batch_mean,
-    build_brain,
     load_hparams,
-    padded_batch,
     parse_train_log,
     resume_after_kill,
     run_ddp_probe,
     run_recipe,
     tiny_overrides,
 )
-from helpers.run_helpers import official_codec, quantizer_steps_on_speech
+from helpers.run_helpers import official_codec
 
+import train_joint
 from focalcodec.checkpoint import load_state_dict_file
-from train_joint import Refinement
-from utils.runs import (
-    PretrainedMismatchError,
-    RunFolderError,
-    freeze_positions,
-    init_joint_stage,
-    load_decoder,
-    read_run,
-)
+from utils.runs import read_run
+from utils.training.stages.joint import JointStage
 
 TINY = {**yaml.safe_load(tiny_overrides("stream/joint.yaml").read_text()), "quantizer_checkpoint": "unused"}
 FROZEN = ("encoder.positional_embedding.", "encoder.relative_embedding.")
-
-
-def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
 def stage_args(stream_bsq_run, *extra: str) -> list[str]:
@@ -77,35 +64,6 @@ def test_end_to_end(joint_run, wavlm_run):
     assert sf.info(str(hyp)).frames == sf.info(str(ref)).frames
 
 
-def joint_brain(stream_bsq_run, wavenext_run, **overrides) -> Refinement:
-    """The stage's Brain on CPU as main() builds it (start from stage 4, listen through stage 1)."""
-    torch.manual_seed(0)
-    hparams = load_hparams(
-        "stream/joint.yaml", {**TINY, "quantizer_checkpoint": str(stream_bsq_run), **overrides}
-    )
-    hparams["encoder"].requires_grad_(False).eval()
-    init_joint_stage(hparams)
-    hparams["decoder"] = load_decoder(wavenext_run, hparams["decoder"], hparams["encoder"])
-    return build_brain(Refinement, hparams)
-
-
-def test_joint_steps_reduce_the_loss_and_leave_the_frozen_parts(stream_bsq_run, wavenext_run):
-    brain = joint_brain(stream_bsq_run, wavenext_run, lr=0.001)
-    student = snapshot(brain.hparams.student_encoder)
-    quantizer_steps_on_speech(brain)  # the teacher and the decoder stay as they are
-    for key, value in snapshot(brain.hparams.student_encoder).items():
-        assert torch.equal(value, student[key]) == key.startswith(FROZEN), key
-
-
-def test_a_start_that_does_not_fit_is_an_error(stream_bsq_run, wavenext_run):
-    with pytest.raises(RunFolderError, match="not a quantizer-stage run"):
-        joint_brain(wavenext_run, wavenext_run)
-    with pytest.raises(PretrainedMismatchError, match="decompressor_focal_window: 14"):
-        joint_brain(stream_bsq_run, wavenext_run, decompressor_focal_window=7)
-    with pytest.raises(RunFolderError, match="distilled from another teacher"):
-        joint_brain(stream_bsq_run, wavenext_run, seed=1)  # another random teacher
-
-
 @pytest.mark.slow
 def test_two_process_ddp_gloo(small_corpus, stream_bsq_run, tmp_path):
     """Two gloo processes train on different utterances and hold the same weights after a step: the encoder
@@ -121,26 +79,6 @@ def test_resume_after_sigkill(small_corpus, stream_bsq_run, tmp_path):
     resume_after_kill(
         "train_joint.py", "stream/joint.yaml", small_corpus, tmp_path / "joint", *args, steps=2 * 3
     )  # 6 utterances in batches of 2
-
-
-@pytest.mark.slow
-def test_full_size_default_config_trains_one_step():
-    hparams = load_hparams(
-        "stream/joint.yaml", {"quantizer_checkpoint": "unused", "encoder_random_init": True}
-    )
-    hparams["decoder"] = None
-    teacher, student = hparams["encoder"].requires_grad_(False).eval(), hparams["student_encoder"]
-    student.load_state_dict(teacher.state_dict())  # stands for the stage-3 student
-    freeze_positions(student)
-    brain = build_brain(Refinement, hparams)
-    before = snapshot(student)
-    refiner = hparams["decompressor"].refiner.in_proj.weight.detach().clone()
-    loss = brain.fit_batch(padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12000)))
-    assert torch.isfinite(loss)
-    for key, value in snapshot(student).items():
-        assert torch.equal(value, before[key]) == key.startswith(FROZEN), key
-    assert not torch.equal(refiner, hparams["decompressor"].refiner.in_proj.weight)
-    assert sum(p.numel() for p in hparams["decompressor"].refiner.parameters()) == 33_562_624
 
 
 @pytest.mark.slow
@@ -190,3 +128,9 @@ def test_a_causal_encoder_is_refused_as_the_teacher(small_corpus, tmp_path):
     assert result.returncode != 0
     assert "holds a causal WavLM encoder, but this stage's frozen teacher" in output
     assert "is non-causal" in output and "lucadellalib/focalcodec_50hz" in output
+
+
+def test_the_brain_keeps_its_old_name():
+    """Code that imports the stage's Brain from the script by its name before the stages were named still
+    gets it."""
+    assert train_joint.Refinement is JointStage

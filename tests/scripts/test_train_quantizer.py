@@ -1,6 +1,6 @@
-"""The quantizer stage end to end through its real command line, on generated LibriTTS-layout corpora."""
+"""The quantizer stage end to end through its real command line (train_quantizer.py), on generated
+LibriTTS-layout corpora (the Brain step by step: tests/training/test_quantizer_stage.py)."""
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -13,26 +13,19 @@ import yaml
 from helpers.ddp_probe import digest
 from helpers.recipe_runner import (
     DDP_PROBE,
-    ROOT,
     assert_test_loss_is_batch_mean,
-    build_brain,
-    fit_brain,
     kill_mid_epoch,
-    load_hparams,
-    padded_batch,
-    recipe_brain,
     recipe_command,
     run_recipe,
     run_torchrun,
-    tiny_overrides,
 )
 from helpers.reference import TINY_ENCODER
-from helpers.run_helpers import quantizer_steps_on_speech
 
+import train_quantizer
 from focalcodec.wavlm import WavLM
-from train_quantizer import Quantization
 from utils.corpus.samples import make_bad_files, make_sample_corpus
-from utils.runs import load_decoder, load_frozen_encoder, read_run
+from utils.runs import read_run
+from utils.training.stages.quantizer import QuantizerStage
 from utils.training.train_logger import parse_train_log
 
 SPLITS = [
@@ -141,40 +134,6 @@ def test_resume_after_sigkill(corpus, tmp_path):
     assert int(optimizer["state"][0]["step"]) == 3 * batches_per_epoch
 
 
-class KilledError(Exception):
-    """Stands for the kill of a run in the middle of a batch."""
-
-
-def test_resume_inside_an_epoch_runs_only_its_remaining_batches(tmp_path, monkeypatch):
-    """Killed during batch 5 of 10 with a checkpoint every 2 batches, a new run does batches 5 to 10 of
-    that epoch only: the 4 done are not repeated and none is missed."""
-    tiny = yaml.safe_load((ROOT / "hparams" / "tiny" / "bsq.yaml").read_text())
-    overrides = {**tiny, "output_folder": str(tmp_path), "num_epochs": 1}
-    generator = torch.Generator().manual_seed(0)
-    train = [0.1 * torch.randn(8000 + 160 * i, generator=generator) for i in range(10)]
-
-    def run(stop_at: int | None) -> list[str]:
-        brain = recipe_brain(Quantization, load_hparams("bsq.yaml", overrides), ckpt_interval_steps=2)
-        seen, fit_batch = [], brain.fit_batch
-
-        def counting_fit_batch(batch):
-            seen.extend(batch.id)
-            if len(seen) == stop_at:
-                raise KilledError
-            return fit_batch(batch)
-
-        monkeypatch.setattr(brain, "fit_batch", counting_fit_batch)
-        with contextlib.suppress(KilledError):
-            fit_brain(brain, train, train[:2])
-        return seen
-
-    first = run(stop_at=5)
-    resumed = run(stop_at=None)
-    assert len(resumed) == 10 - 4
-    assert sorted(first[:4] + resumed) == sorted(f"utt{i}" for i in range(10))
-    assert first[4] == resumed[0]  # the interrupted batch is done again, from its start
-
-
 def test_two_process_ddp_gloo_with_an_encoder_file(corpus, tmp_path):
     """Two gloo processes, the encoder weights from a file (not the random init): both processes load them,
     train on different utterances and hold the same weights after a step."""
@@ -228,16 +187,6 @@ def test_missing_split_is_a_clear_error(corpus, tmp_path):
     assert str(data / "test-clean") in result.stdout + result.stderr
 
 
-# --------------------------------------------------------------------------------------------------
-# FocalCodec-Stream stage 4 (hparams/stream/bsq.yaml): causal modules on the frozen distilled encoder of
-# stage 3, listening through stage 1's 24 kHz WaveNeXt
-
-STREAM_TINY = {
-    **yaml.safe_load(tiny_overrides("stream/bsq.yaml").read_text()),
-    "encoder_checkpoint": "unused",
-}
-
-
 @pytest.mark.slow
 def test_stream_stage_end_to_end(stream_bsq_run, wavlm_run):
     rows = parse_train_log(stream_bsq_run / "train_log.txt")
@@ -257,28 +206,13 @@ def test_stream_stage_end_to_end(stream_bsq_run, wavlm_run):
         assert len(files) == 2 * 2 and all(sf.info(str(path)).samplerate == 16000 for path in files), kind
 
 
-def test_stream_steps_reduce_the_loss_on_the_frozen_distilled_encoder(wavlm_run, wavenext_run):
-    torch.manual_seed(0)
-    hparams = load_hparams("stream/bsq.yaml", {**STREAM_TINY, "lr": 0.002})
-    load_frozen_encoder(hparams["encoder"], checkpoint=str(wavlm_run))
-    hparams["decoder"] = load_decoder(wavenext_run, hparams["decoder"], hparams["encoder"])
-    quantizer_steps_on_speech(build_brain(Quantization, hparams))  # the encoder and decoder stay as they are
-
-
-@pytest.mark.slow
-def test_stream_full_size_default_config_trains_one_step():
-    hparams = load_hparams("stream/bsq.yaml", {"encoder_checkpoint": "unused"})
-    hparams["decoder"] = None
-    brain = build_brain(Quantization, hparams)
-    compressor = hparams["compressor"]
-    before = compressor.out_proj.weight.detach().clone()
-    loss = brain.fit_batch(padded_batch(0.1 * torch.randn(16000), 0.1 * torch.randn(12000)))
-    assert torch.isfinite(loss) and not torch.equal(before, compressor.out_proj.weight)
-    counts = [sum(p.numel() for p in hparams[name].parameters()) for name in ("compressor", "decompressor")]
-    assert counts == [42_630_171, 42_631_183]  # the original's sizes (no refiner in this stage)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("run", ["quantizer_run", "stream_bsq_run"])
 def test_logged_test_loss_is_the_batch_mean(run, request):
     assert_test_loss_is_batch_mean(request.getfixturevalue(run))
+
+
+def test_the_brain_keeps_its_old_name():
+    """Code that imports the stage's Brain from the script by its name before the stages were named still
+    gets it."""
+    assert train_quantizer.Quantization is QuantizerStage

@@ -15,12 +15,12 @@ from speechbrain.dataio.batch import PaddedBatch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from train_decoder import Resynthesis
-from train_quantizer import Quantization
 from utils.metrics import QualityMetrics
 from utils.training.brain import compile_module
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.quantizer import QuantizerStage
 
-STAGES = {"quantizer": ("bsq.yaml", Quantization), "decoder": ("vocos.yaml", Resynthesis)}
+STAGES = {"quantizer": ("bsq.yaml", QuantizerStage), "decoder": ("vocos.yaml", DecoderStage)}
 
 
 def tiny(stage: str) -> dict:
@@ -124,7 +124,7 @@ def test_the_written_audio_is_the_scored_audio(tmp_path, caplog):
     counted in a warning."""
     overrides = {**tiny("decoder"), "output_folder": str(tmp_path), "metrics": ["sim_resemblyzer"]}
     torch.manual_seed(0)
-    brain = build_brain(Resynthesis, load_hparams("vocos.yaml", {**overrides, "compute_metrics": True}))
+    brain = build_brain(DecoderStage, load_hparams("vocos.yaml", {**overrides, "compute_metrics": True}))
     brain.modules.generator = Louder(brain.modules.generator)
     sig = speech()[0]
     # ids of a folder corpus hold "/" (the files go to subfolders)
