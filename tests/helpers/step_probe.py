@@ -1,9 +1,9 @@
 """A training script whose Brain records every batch, for the original-mode tests (run it like the script).
 
-The script is ``$PROBE_SCRIPT`` (default ``train_quantizer``) and its Brain class ``$PROBE_BRAIN`` (default
-``Quantization``); it trains with one torch thread, as the original's reference run did, and stops (exit
-status 0) after ``$PROBE_RECORDS`` batches if set. Written in ``<output_folder>``, in the format of the
-original's records (tests/data/original-recipe/README.md):
+The script is ``$PROBE_SCRIPT`` (default ``train_quantizer``) and its Brain class ``$PROBE_BRAIN`` (the name
+the script's ``main`` uses, default ``QuantizerStage``); it trains with one torch thread, as the original's
+reference run did, and stops (exit status 0) after ``$PROBE_RECORDS`` batches if set. Written in
+``<output_folder>``, in the format of the original's records (tests/data/original-recipe/README.md):
 
 * ``steps.jsonl``: one line per train/valid/test batch, in run order: ``stage``, ``epoch``, ``step``,
   ``ids``, ``loss`` (what ``fit_batch``/``evaluate_batch`` returned), the loss terms (``rec_loss`` and
@@ -152,6 +152,6 @@ def recording(brain_class: type) -> type:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     script = importlib.import_module(os.environ.get("PROBE_SCRIPT", "train_quantizer"))
-    name = os.environ.get("PROBE_BRAIN", "Quantization")
+    name = os.environ.get("PROBE_BRAIN", "QuantizerStage")
     setattr(script, name, recording(getattr(script, name)))
     script.main(sys.argv[1:])

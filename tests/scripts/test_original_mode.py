@@ -73,7 +73,7 @@ def test_quantizer_stage_reproduces_the_original(tmp_path):
     """8 epochs: 32 steps, 24 valid and 3 test batches (the original's NewBob anneals from epoch 5), and
     the weights after training."""
     ours, weights = run_original_mode(
-        tmp_path, "train_quantizer", "Quantization", "bsq.yaml", "--num_epochs", "8"
+        tmp_path, "train_quantizer", "QuantizerStage", "bsq.yaml", "--num_epochs", "8"
     )
     assert_same_records(ours, original("quantizer"))
     assert weights == original_weights("quantizer_stage")
@@ -87,7 +87,7 @@ def test_decoder_stage_reproduces_the_original(tmp_path):
     reproduced too (tests/data/original-recipe/README.md)."""
     theirs = original("decoder", count=7)
     ours, weights = run_original_mode(
-        tmp_path, "train_decoder", "Resynthesis", "vocos.yaml", records=len(theirs)
+        tmp_path, "train_decoder", "DecoderStage", "vocos.yaml", records=len(theirs)
     )
     assert_same_records(ours, theirs)
     assert weights == {"init": original_weights("decoder_stage")["init"]}
