@@ -20,11 +20,12 @@ from helpers.cli_helpers import (
     token_files,
     write_model,
 )
-from helpers.recipe_runner import ROOT
 
 from focalcodec import cli
 from focalcodec.cli import codec as cli_codec
 from focalcodec.codec import FocalCodec
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,19 @@
 """The layers of the code, read from its import graph (ast): every package imports only the layers before it,
-no module imports a script, no import cycle, and no function-level import of our own modules."""
+no module imports a script, no import cycle, and no function-level import of our own modules. And the
+stages' Brains still import from the scripts by their names before the stages were named."""
 
 import ast
+import importlib
 from pathlib import Path
 
+import pytest
 from helpers.recipe_runner import ROOT
+
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.encoder import EncoderStage
+from utils.training.stages.joint import JointStage
+from utils.training.stages.posemb import PosembStage
+from utils.training.stages.quantizer import QuantizerStage
 
 # In dependency order: a package may import itself and the packages before it, never one after it
 LAYERS = [
@@ -146,3 +155,18 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     audio.write_text(audio.read_text() + "\n\ndef f():\n    from utils.corpus import splits\n")
     lines = audio.read_text().splitlines()
     assert graph(tmp_path)[1] == [f"audio.py:{len(lines)} utils.corpus"]
+
+
+@pytest.mark.parametrize(
+    ("script", "old_name", "stage"),
+    [
+        ("train_decoder", "Resynthesis", DecoderStage),
+        ("train_quantizer", "Quantization", QuantizerStage),
+        ("train_posemb", "PosembDistillation", PosembStage),
+        ("train_encoder", "EncoderDistillation", EncoderStage),
+        ("train_joint", "Refinement", JointStage),
+    ],
+)
+def test_the_brains_keep_their_old_names(script, old_name, stage):
+    """Code that imports a stage's Brain from its script by the old name still gets the stage's class."""
+    assert getattr(importlib.import_module(script), old_name) is stage

@@ -16,9 +16,7 @@ from helpers.recipe_runner import (
     run_torchrun,
 )
 
-import train_decoder
 from utils.runs import read_run
-from utils.training.stages.decoder import DecoderStage
 from utils.training.train_logger import parse_train_log
 
 ARGS = ["--train_batch_size", "2", "--valid_size", "2"]
@@ -176,9 +174,3 @@ def test_wavenext_stage_end_to_end(wavenext_run):
 @pytest.mark.parametrize("run", ["decoder_run", "wavenext_run"])
 def test_logged_test_loss_is_the_batch_mean(run, request):
     assert_test_loss_is_batch_mean(request.getfixturevalue(run))
-
-
-def test_the_brain_keeps_its_old_name():
-    """Code that imports the stage's Brain from the script by its name before the stages were named still
-    gets it."""
-    assert train_decoder.Resynthesis is DecoderStage

@@ -11,10 +11,8 @@ from helpers.recipe_runner import (
     run_ddp_probe,
 )
 
-import train_encoder
 from focalcodec.checkpoint import load_state_dict_file
 from utils.runs import read_run
-from utils.training.stages.encoder import EncoderStage
 
 
 @pytest.mark.slow
@@ -66,9 +64,3 @@ def test_two_process_ddp_gloo(small_corpus, posemb_run, tmp_path):
 @pytest.mark.slow
 def test_logged_test_loss_is_the_batch_mean(wavlm_run):
     assert_test_loss_is_batch_mean(wavlm_run)
-
-
-def test_the_brain_keeps_its_old_name():
-    """Code that imports the stage's Brain from the script by its name before the stages were named still
-    gets it."""
-    assert train_encoder.EncoderDistillation is EncoderStage

@@ -20,12 +20,9 @@ from helpers.recipe_runner import (
 )
 from helpers.run_helpers import official_codec
 
-import train_joint
 from focalcodec.checkpoint import load_state_dict_file
 from utils.runs import read_run
-from utils.training.stages.joint import JointStage
 
-TINY = {**yaml.safe_load(tiny_overrides("stream/joint.yaml").read_text()), "quantizer_checkpoint": "unused"}
 FROZEN = ("encoder.positional_embedding.", "encoder.relative_embedding.")
 
 
@@ -86,6 +83,9 @@ def test_logged_test_loss_is_the_batch_mean(joint_run):
     assert_test_loss_is_batch_mean(joint_run)
 
 
+TINY = {**yaml.safe_load(tiny_overrides("stream/joint.yaml").read_text()), "quantizer_checkpoint": "unused"}
+
+
 def causal_codec(tmp_path):
     """A released-format causal codec with the tiny stage-5 settings (a small stand-in for
     lucadellalib/focalcodec_50hz_4k_causal): its encoder has the student's settings."""
@@ -128,9 +128,3 @@ def test_a_causal_encoder_is_refused_as_the_teacher(small_corpus, tmp_path):
     assert result.returncode != 0
     assert "holds a causal WavLM encoder, but this stage's frozen teacher" in output
     assert "is non-causal" in output and "lucadellalib/focalcodec_50hz" in output
-
-
-def test_the_brain_keeps_its_old_name():
-    """Code that imports the stage's Brain from the script by its name before the stages were named still
-    gets it."""
-    assert train_joint.Refinement is JointStage

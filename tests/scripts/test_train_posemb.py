@@ -6,9 +6,7 @@ import json
 import pytest
 from helpers.recipe_runner import assert_test_loss_is_batch_mean, parse_train_log
 
-import train_posemb
 from utils.runs import read_run
-from utils.training.stages.posemb import PosembStage
 
 
 @pytest.mark.slow
@@ -33,9 +31,3 @@ def test_end_to_end(posemb_run):
 @pytest.mark.slow
 def test_logged_test_loss_is_the_batch_mean(posemb_run):
     assert_test_loss_is_batch_mean(posemb_run)
-
-
-def test_the_brain_keeps_its_old_name():
-    """Code that imports the stage's Brain from the script by its name before the stages were named still
-    gets it."""
-    assert train_posemb.PosembDistillation is PosembStage

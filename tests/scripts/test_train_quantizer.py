@@ -21,11 +21,9 @@ from helpers.recipe_runner import (
 )
 from helpers.reference import TINY_ENCODER
 
-import train_quantizer
 from focalcodec.wavlm import WavLM
 from utils.corpus.samples import make_bad_files, make_sample_corpus
 from utils.runs import read_run
-from utils.training.stages.quantizer import QuantizerStage
 from utils.training.train_logger import parse_train_log
 
 SPLITS = [
@@ -210,9 +208,3 @@ def test_stream_stage_end_to_end(stream_bsq_run, wavlm_run):
 @pytest.mark.parametrize("run", ["quantizer_run", "stream_bsq_run"])
 def test_logged_test_loss_is_the_batch_mean(run, request):
     assert_test_loss_is_batch_mean(request.getfixturevalue(run))
-
-
-def test_the_brain_keeps_its_old_name():
-    """Code that imports the stage's Brain from the script by its name before the stages were named still
-    gets it."""
-    assert train_quantizer.Quantization is QuantizerStage
