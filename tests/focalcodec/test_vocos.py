@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import decoders
 from helpers.reference import (
     assert_close,
-    assert_decoder_causality,
     assert_matches_listing,
     assert_same_state,
     initial_weights,
@@ -23,13 +23,8 @@ N_FFT, HOP = 1024, 320
 
 
 def small_vocos(causal: bool = False, seed: int = 0) -> Vocos:
-    torch.manual_seed(seed)
-    model = Vocos(**SMALL, causal=causal)
     # Perturb every parameter (as the reference vectors do) so that no gamma, norm or bias is trivial.
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model.eval()
+    return seeded(Vocos, {**SMALL, "causal": causal}, seed=seed, noise=0.05).eval()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,16 +33,7 @@ def small_vocos(causal: bool = False, seed: int = 0) -> Vocos:
 
 @pytest.mark.parametrize("name", ["vocos", "vocos_causal"])
 def test_reference(name: str) -> None:
-    ref = load_reference(name)
-    model = Vocos(**ref["config"])
-    model.load_state_dict(ref["state_dict"], strict=True)
-    model.eval()
-    with torch.no_grad():
-        sig = model(ref["inputs"]["x"])[0]
-        sig_short = model(ref["inputs"]["x_short"])[0]
-    assert sig.shape == (2, 49 * HOP) and sig_short.shape == (1, 7 * HOP)
-    assert_close(sig, ref["outputs"]["sig"])
-    assert_close(sig_short, ref["outputs"]["sig_short"])
+    decoders.assert_reference_outputs(*decoders.reference_decoder(Vocos, name), HOP)
 
 
 @pytest.mark.parametrize("name", ["vocos", "vocos_causal"])
@@ -94,31 +80,19 @@ def test_layerscale_init() -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradients_reach_every_parameter(causal: bool) -> None:
-    model = small_vocos(causal).train()
-    x = torch.randn(2, 9, 64, requires_grad=True)
-    sig, _ = model(x)
-    (sig * torch.randn_like(sig)).sum().backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
-    assert x.grad.abs().sum() > 0
+    decoders.assert_gradients_reach_every_parameter(small_vocos(causal))
 
 
 @pytest.mark.parametrize("num_frames", [1, 2, 7, 30])
 @pytest.mark.parametrize("causal", [False, True])
 def test_output_length(causal: bool, num_frames: int) -> None:
-    with torch.no_grad():
-        sig, left_contexts = small_vocos(causal)(torch.randn(3, num_frames, 64))
-    assert sig.shape == (3, num_frames * HOP) and torch.isfinite(sig).all()
-    assert len(left_contexts) == 1 + SMALL["num_layers"]
-    if causal:
-        assert [tuple(c.shape) for c in left_contexts] == [(3, 64, 6), (3, 32, 6), (3, 32, 6)]
-    else:
-        assert left_contexts == [None] * 3
+    contexts = [(3, 64, 6), (3, 32, 6), (3, 32, 6)]
+    decoders.assert_output_length(small_vocos(causal), num_frames, HOP, SMALL["num_layers"], contexts)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_causality(causal: bool) -> None:
-    assert_decoder_causality(small_vocos(causal), HOP, causal)
+    decoders.assert_decoder_causality(small_vocos(causal), HOP, causal)
 
 
 @pytest.mark.parametrize("chunks", [[1] * 12, [3, 1, 5, 3], [6, 6]])
@@ -127,34 +101,17 @@ def test_causal_streaming_matches_full_sequence(chunks: list[int]) -> None:
     x = torch.randn(2, sum(chunks), 64)
     with torch.no_grad():
         full = model(x)[0]
-        pieces, left_contexts, start = [], None, 0
-        for size in chunks:
-            piece, left_contexts = model(x[:, start : start + size], left_contexts)
-            pieces.append(piece)
-            start += size
+        pieces, _ = decoders.stream(model, x, chunks)
     assert_close(torch.cat(pieces, dim=1), full)
 
 
 def test_streaming_state_errors() -> None:
-    causal, non_causal = small_vocos(causal=True), small_vocos(causal=False)
-    _, left_contexts = causal(torch.randn(1, 4, 64))
-    with pytest.raises(ValueError, match="causal"):
-        non_causal(torch.randn(1, 4, 64), left_contexts)
-    with pytest.raises(ValueError, match="left contexts"):
-        causal(torch.randn(1, 4, 64), left_contexts[:2])
-    non_causal(torch.randn(1, 4, 64), [None] * 3)  # the non-causal "state" can be passed back in
+    decoders.assert_streaming_state_errors(small_vocos(causal=True), small_vocos(causal=False))
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_batch_items_do_not_leak(causal: bool) -> None:
-    model = small_vocos(causal)
-    x = torch.randn(3, 10, 64)
-    x_other = x.clone()
-    x_other[1:] = 100 * torch.randn(2, 10, 64)
-    with torch.no_grad():
-        sig = model(x)[0]
-        assert_close(model(x_other)[0][0], sig[0])
-        assert_close(model(x[1:2])[0][0], sig[1])
+    decoders.assert_batch_items_do_not_leak(small_vocos(causal))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ streaming, gradients and the linear head."""
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import decoders
 from helpers.reference import (
     assert_close,
-    assert_decoder_causality,
     assert_matches_listing,
     assert_same_state,
     load_reference,
@@ -23,17 +23,6 @@ HOP = 480
 def small_wavenext(causal: bool = False, seed: int = 0, **overrides) -> WaveNeXt:
     """The reference config, with every parameter perturbed (as the vectors are) so none is trivial."""
     return seeded(WaveNeXt, {**SMALL, "causal": causal, **overrides}, seed=seed, noise=0.05).eval()
-
-
-def stream(model: WaveNeXt, x: torch.Tensor, chunks: list[int]) -> tuple[list[torch.Tensor], list]:
-    """Run ``x (B, T, C)`` chunk by chunk (``sum(chunks) == T``) with the state threaded through."""
-    pieces, left_contexts, start = [], None, 0
-    for size in chunks:
-        piece, left_contexts = model(x[:, start : start + size], left_contexts)
-        pieces.append(piece)
-        start += size
-    assert start == x.shape[1]
-    return pieces, left_contexts
 
 
 def channels_last(left_contexts: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -75,16 +64,8 @@ def reference_wavenext(model: WaveNeXt, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ["wavenext", "wavenext_causal"])
 def test_reference(name: str) -> None:
-    ref = load_reference(name)
-    model = WaveNeXt(**ref["config"])
-    model.load_state_dict(ref["state_dict"], strict=True)
-    model.eval()
-    with torch.no_grad():
-        sig, left_contexts = model(ref["inputs"]["x"])
-        sig_short = model(ref["inputs"]["x_short"])[0]
-    assert sig.shape == (2, 49 * HOP) and sig_short.shape == (1, 7 * HOP)
-    assert_close(sig, ref["outputs"]["sig"])
-    assert_close(sig_short, ref["outputs"]["sig_short"])
+    model, ref = decoders.reference_decoder(WaveNeXt, name)
+    left_contexts = decoders.assert_reference_outputs(model, ref, HOP)
     if ref["config"]["causal"]:
         for ours, theirs in zip(
             channels_last(left_contexts), ref["states"]["left_contexts_offline"], strict=True
@@ -96,14 +77,11 @@ def test_reference(name: str) -> None:
 
 def test_reference_streaming() -> None:
     """Upstream's streaming outputs: one frame per call, then the irregular ``split_sizes`` chunks."""
-    ref = load_reference("wavenext_causal")
-    model = WaveNeXt(**ref["config"])
-    model.load_state_dict(ref["state_dict"], strict=True)
-    model.eval()
+    model, ref = decoders.reference_decoder(WaveNeXt, "wavenext_causal")
     x, outputs = ref["inputs"]["x"], ref["outputs"]
     with torch.no_grad():
-        chunks, left_contexts = stream(model, x, [1] * x.shape[1])
-        irregular, irregular_contexts = stream(model, x, ref["inputs"]["split_sizes"].tolist())
+        chunks, left_contexts = decoders.stream(model, x, [1] * x.shape[1])
+        irregular, irregular_contexts = decoders.stream(model, x, ref["inputs"]["split_sizes"].tolist())
     for name, ours, theirs in [
         ("stream", chunks, outputs["stream_sig_chunks"]),
         ("stream_irregular", irregular, outputs["stream_irregular_sig_chunks"]),
@@ -183,33 +161,23 @@ def test_matches_functional_restatement_of_the_spec(config: dict) -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradients_reach_every_parameter(causal: bool) -> None:
-    model = small_wavenext(causal).train()
-    x = torch.randn(2, 9, 64, requires_grad=True)
-    sig, _ = model(x)
+    sig = decoders.assert_gradients_reach_every_parameter(small_wavenext(causal))
     assert 0 < (sig.abs() < 1).float().mean() < 1  # some samples are clipped, most are not
-    (sig * torch.randn_like(sig)).sum().backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
-    assert x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("num_frames", [1, 2, 7, 30])
 @pytest.mark.parametrize("causal", [False, True])
 def test_output_length(causal: bool, num_frames: int) -> None:
-    with torch.no_grad():
-        sig, left_contexts = small_wavenext(causal)(torch.randn(3, num_frames, 64))
-    assert sig.shape == (3, num_frames * HOP) and torch.isfinite(sig).all()
+    contexts = [(3, 64, 6), (3, 48, 6), (3, 48, 6)]
+    sig = decoders.assert_output_length(
+        small_wavenext(causal), num_frames, HOP, SMALL["num_layers"], contexts
+    )
     assert sig.abs().max() <= 1
-    assert len(left_contexts) == 1 + SMALL["num_layers"]
-    if causal:
-        assert [tuple(c.shape) for c in left_contexts] == [(3, 64, 6), (3, 48, 6), (3, 48, 6)]
-    else:
-        assert left_contexts == [None] * 3
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_causality(causal: bool) -> None:
-    assert_decoder_causality(small_wavenext(causal), HOP, causal)
+    decoders.assert_decoder_causality(small_wavenext(causal), HOP, causal)
 
 
 def test_receptive_field() -> None:
@@ -242,7 +210,7 @@ def test_causal_streaming_matches_full_sequence(chunks: list[int]) -> None:
     x = torch.randn(2, sum(chunks), 64)
     with torch.no_grad():
         full, full_contexts = model(x)
-        pieces, left_contexts = stream(model, x, chunks)
+        pieces, left_contexts = decoders.stream(model, x, chunks)
     assert [piece.shape[1] for piece in pieces] == [size * HOP for size in chunks]
     assert_close(torch.cat(pieces, dim=1), full)
     for ours, expected in zip(left_contexts, full_contexts, strict=True):
@@ -250,27 +218,15 @@ def test_causal_streaming_matches_full_sequence(chunks: list[int]) -> None:
 
 
 def test_streaming_state_errors() -> None:
-    causal, non_causal = small_wavenext(causal=True), small_wavenext(causal=False)
-    _, left_contexts = causal(torch.randn(1, 4, 64))
-    with pytest.raises(ValueError, match="causal"):
-        non_causal(torch.randn(1, 4, 64), left_contexts)
-    with pytest.raises(ValueError, match="left contexts"):
-        causal(torch.randn(1, 4, 64), left_contexts[:2])
+    causal = small_wavenext(causal=True)
+    left_contexts = decoders.assert_streaming_state_errors(causal, small_wavenext(causal=False))
     with pytest.raises(ValueError, match="left contexts"):
         causal(torch.randn(1, 4, 64), [*left_contexts, left_contexts[-1]])
-    non_causal(torch.randn(1, 4, 64), [None] * 3)  # the non-causal "state" can be passed back in
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_batch_items_do_not_leak(causal: bool) -> None:
-    model = small_wavenext(causal)
-    x = torch.randn(3, 10, 64)
-    x_other = x.clone()
-    x_other[1:] = 100 * torch.randn(2, 10, 64)
-    with torch.no_grad():
-        sig = model(x)[0]
-        assert_close(model(x_other)[0][0], sig[0])
-        assert_close(model(x[1:2])[0][0], sig[1])
+    decoders.assert_batch_items_do_not_leak(small_wavenext(causal))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -135,20 +135,3 @@ def legacy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     legacy["encoder.encoder.norm.bias"] = torch.randn(dim)
     legacy["quantizer.mask"] = 2 ** torch.arange(12, -1, -1)
     return legacy
-
-
-def assert_decoder_causality(model: torch.nn.Module, hop: int, causal: bool) -> None:
-    """A decoder's (B, T, D) -> (B, T * hop) samples up to frame t: with ``causal`` they ignore the features
-    after t; without, they do not (sanity). The samples after t change either way."""
-    x = torch.randn(1, 20, model.input_dim)
-    t = 11
-    x_changed = x.clone()
-    x_changed[:, t + 1 :] = torch.randn(1, 20 - t - 1, model.input_dim)
-    with torch.no_grad():
-        sig, sig_changed = model(x)[0], model(x_changed)[0]
-    past = slice(0, (t + 1) * hop)
-    assert not torch.allclose(sig[:, (t + 1) * hop :], sig_changed[:, (t + 1) * hop :])
-    if causal:
-        torch.testing.assert_close(sig[:, past], sig_changed[:, past], rtol=0, atol=1e-7)
-    else:
-        assert not torch.allclose(sig[:, past], sig_changed[:, past])
