@@ -46,12 +46,16 @@ def quantizer_run(small_corpus, runs) -> Path:
 
 @pytest.fixture(scope="session")
 def quantizer_run_25hz(small_corpus, runs) -> Path:
+    """The quantizer stage at 25 Hz (bsq_25hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
     probed_run("train_quantizer.py", "bsq_25hz.yaml", small_corpus, runs / "bsq_25hz", *QUANTIZER_ARGS)
     return runs / "bsq_25hz"
 
 
 @pytest.fixture(scope="session")
 def quantizer_run_12_5hz(small_corpus, runs) -> Path:
+    """The quantizer stage at 12.5 Hz (bsq_12_5hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
     probed_run("train_quantizer.py", "bsq_12_5hz.yaml", small_corpus, runs / "bsq_12_5hz", *QUANTIZER_ARGS)
     return runs / "bsq_12_5hz"
 

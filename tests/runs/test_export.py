@@ -87,16 +87,16 @@ def test_export_round_trip(quantizer_run, decoder_run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("yaml_file", "rate", "bitrate", "factors", "num_tokens"),
-    [
-        ("bsq_25hz.yaml", 25, "325 bps = 0.33 kbps", [2, 1, 1], 50),  # 99 frames at 50 Hz -> ceil(99 / 2)
-        ("bsq_12_5hz.yaml", 12.5, "162.5 bps = 0.16 kbps", [2, 2, 1], 25),  # -> ceil(ceil(99 / 2) / 2)
+    ("run", "yaml_file", "rate", "bitrate", "factors", "num_tokens"),
+    [  # 99 frames at 50 Hz -> ceil(99 / 2) tokens at 25 Hz, ceil(ceil(99 / 2) / 2) at 12.5 Hz
+        ("quantizer_run_25hz", "bsq_25hz.yaml", 25, "325 bps = 0.33 kbps", [2, 1, 1], 50),
+        ("quantizer_run_12_5hz", "bsq_12_5hz.yaml", 12.5, "162.5 bps = 0.16 kbps", [2, 2, 1], 25),
     ],
 )
 def test_export_lower_token_rates(
-    request, yaml_file, rate, bitrate, factors, num_tokens, decoder_run, tmp_path
+    request, run, yaml_file, rate, bitrate, factors, num_tokens, decoder_run, tmp_path
 ):
-    run = request.getfixturevalue(f"quantizer_run_{yaml_file.removeprefix('bsq_').removesuffix('.yaml')}")
+    run = request.getfixturevalue(run)  # the session's run of that YAML (tests/conftest.py)
     folder = tmp_path / "codec"
     result = export(
         "--quantizer", run, "--decoder", decoder_run, "--output", folder, "--allow_random_encoder"
