@@ -1,5 +1,6 @@
-"""libritts_prepare.prepare_libritts (the LibriTTS layer of utils/corpus/) on generated LibriTTS-layout
-corpora (clean and broken), its download wiring and its command line."""
+"""The LibriTTS layer of the corpus preparation (utils/corpus/libritts.py) through libritts_prepare.py, which
+gives it SpeechBrain's signature: generated LibriTTS-layout corpora (clean and broken), its download
+wiring and the script's command line."""
 
 import inspect
 import json

@@ -1,4 +1,5 @@
-"""The evaluation entry point: a paper-style table for any codec, with the model behind every figure."""
+"""The evaluation entry point (utils/evaluation.py, and its command line evaluate_codec.py): a paper-style
+table for any codec, with the model behind every figure."""
 
 import csv
 import json

@@ -1,5 +1,8 @@
 """The command-line tool ``python -m focalcodec.cli``: encode, decode, resynth with a tiny random codec on
-real speech (tests/data/real-speech) and generated audio of other rates and channel counts."""
+real speech (tests/data/real-speech) and generated audio of other rates and channel counts. Covers
+focalcodec/cli/__init__.py, focalcodec/cli/__main__.py, focalcodec/cli/command.py (arguments, the run),
+focalcodec/cli/codec.py (the model behind the commands) and focalcodec/cli/files.py (inputs, outputs,
+token files, the report)."""
 
 import shutil
 import subprocess

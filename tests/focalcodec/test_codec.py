@@ -1,5 +1,6 @@
-"""FocalCodec wrapper: e2e parity, full-size layouts (causal included), checkpoints (current, legacy, Hub,
-causal), kNN, input checks."""
+"""FocalCodec wrapper (focalcodec/codec.py): e2e parity, full-size layouts (causal included), checkpoints
+(current, legacy, Hub, causal: focalcodec/pretrained.py, focalcodec/checkpoint.py), kNN, input checks
+(focalcodec/checks.py)."""
 
 import ast
 import json

@@ -1,6 +1,7 @@
-"""ONNX export (``FocalCodec.onnx``) and the ONNX Runtime runner (``focalcodec.onnx_runtime``): parity with
-PyTorch offline (non-causal Vocos model, causal WaveNeXt model) and chunk by chunk with the state as graph
-inputs and outputs (from the first chunk on), the graphs' names and axes, the exportable ISTFT, and errors."""
+"""ONNX export (``FocalCodec.onnx``, focalcodec/onnx_export.py) and the ONNX Runtime runner
+(focalcodec/onnx_runtime.py): parity with PyTorch offline (non-causal Vocos model, causal WaveNeXt model)
+and chunk by chunk with the state as graph inputs and outputs (from the first chunk on), the graphs' names
+and axes, the exportable ISTFT, and errors."""
 
 import numpy as np
 import onnx

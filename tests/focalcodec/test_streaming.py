@@ -1,6 +1,7 @@
-"""Chunk-by-chunk coding with a causal FocalCodec: upstream's streaming vectors (one and two chunks per call,
-unpadded last chunk, states), the encoder/decoder-side split, ended streams, untouched states, the
-``CodecStream`` helper, lookahead 2, and TorchScript (``jit``)."""
+"""Chunk-by-chunk coding with a causal FocalCodec (focalcodec/streaming.py): upstream's streaming vectors (one
+and two chunks per call, unpadded last chunk, states), the encoder/decoder-side split, ended streams,
+untouched states, the ``CodecStream`` helper, lookahead 2, and TorchScript (``jit``:
+focalcodec/scripting.py)."""
 
 import copy
 import math

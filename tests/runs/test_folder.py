@@ -1,7 +1,7 @@
 """The run folder as the contract between a stage and the tools after it (``utils/runs/folder.py``, and
-``utils/runs/legacy.py`` for runs made before it): what each stage records, that a run trained with a random
-encoder exports, evaluates and fine-tunes from its run folder alone, and the decoder the quantizer stage
-listens through."""
+``utils/runs/legacy.py`` for runs made before it, both read by ``utils/runs/read.py``): what each stage
+records, that a run trained with a random encoder exports, evaluates and fine-tunes from its run folder
+alone, and the decoder the quantizer stage listens through (``utils/runs/decoder.py``)."""
 
 import json
 import shutil

@@ -1,4 +1,6 @@
-"""The frozen WavLM6 encoder helper: every source of weights, the offline message, the random switch."""
+"""The frozen WavLM6 encoder (utils/runs/frozen_encoder.py) and every source of its weights
+(utils/runs/encoder_weights.py): files, official folders, legacy checkpoints, the cached download and the
+offline message, causality, the random switch."""
 
 import logging
 

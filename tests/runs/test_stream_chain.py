@@ -1,5 +1,6 @@
 """utils/runs/stream_chain.py: how a FocalCodec-Stream stage starts from the previous stage's run folder (the
-stage-2 -> 3 hand-over is tested with stage 3, the stage-4 -> 5 one with stage 5)."""
+stage-2 -> 3 hand-over is tested with stage 3, the stage-4 -> 5 one with stage 5:
+tests/training/test_encoder_stage.py, test_joint_stage.py)."""
 
 import pytest
 import torch

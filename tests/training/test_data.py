@@ -1,6 +1,6 @@
 """The data pipeline (utils/training/data.py): training crops read alone from the feature cache and the audio
 file have the distribution and alignment of crops cut from whole utterances in the training step; the original
-mode's 16-bit audio."""
+mode's 16-bit audio (utils/corpus/audio.py)."""
 
 import collections
 
