@@ -14,8 +14,8 @@ weights are those the quantizer run used (its ``encoder_checkpoint``, or the cac
 stem there). The folder can be pushed to the Hugging Face Hub as is.
 
 Every checkpoint file read is verified against the checksums recorded when it was saved (a damaged file is
-named; the best intact checkpoint is taken instead, and said so). Exit status: 0 when exported, 1 when the
-runs cannot be exported (the message says why), 2 for usage errors (docs/export.md).
+named; the best intact checkpoint is taken instead). Exit status: 0 when exported, 1 when the runs cannot be
+exported, 2 for usage errors. See docs/export.md.
 """
 
 import argparse

@@ -8,6 +8,8 @@ loss), then the generator (hinge adversarial + 54 x feature matching + 45 x mel 
 discriminators. Valid and test resynthesize whole utterances.
 
 The Brain is :class:`DecoderStage` (``utils/training/stages/decoder.py``); this script wires it up.
+
+Training: docs/training.md (FocalCodec-Stream stage 1: docs/stream.md).
 """
 
 import sys

@@ -11,6 +11,8 @@ weighted by ``distill_weights`` (deeper layers weigh more). The output folder is
 ``--encoder_checkpoint``.
 
 The Brain is :class:`EncoderStage` (``utils/training/stages/encoder.py``); this script wires it up.
+
+The five stages: docs/stream.md.
 """
 
 import sys

@@ -12,6 +12,8 @@ entropy loss. Everything starts from the stage-4 run (its encoder is the stage-3
 Export: ``python export_codec.py --quantizer results/stream/joint/0 --decoder results/stream/wavenext/0``.
 
 The Brain is :class:`JointStage` (``utils/training/stages/joint.py``); this script wires it up.
+
+The five stages: docs/stream.md.
 """
 
 import sys

@@ -10,6 +10,8 @@ causal (left context only), learns to give the teacher's output (masked MSE). Th
 ``--student_encoder_posemb_checkpoint``.
 
 The Brain is :class:`PosembStage` (``utils/training/stages/posemb.py``); this script wires it up.
+
+The five stages: docs/stream.md.
 """
 
 import sys

@@ -9,6 +9,8 @@ The loss is the feature MSE (padding masked) plus the quantizer's entropy loss. 
 ``--decoder_checkpoint`` (the decoder stage's output) valid/test also write resynthesized audio.
 
 The Brain is :class:`QuantizerStage` (``utils/training/stages/quantizer.py``); this script wires it up.
+
+Training: docs/training.md (FocalCodec-Stream stage 4: docs/stream.md).
 """
 
 import sys

@@ -20,7 +20,8 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
   (tokens -> waveform) and resynthesis, in times real time (see benchmarks/codec_speed.py).
 * ``loading``: the decoder stage's train loader with the cache, whole-utterance against crop-only reads
   (items/s), and the cached step of each (see benchmarks/loading.py).
-* ``compile``: eager against ``torch.compile``d cached training steps of both stages (benchmarks/training.py).
+* ``compile``: eager against ``torch.compile``d cached training steps of the decoder and quantizer stages
+  (benchmarks/training.py).
 * ``tokenization``: ``python -m focalcodec.cli encode`` of a corpus at batch 1 against batch N: files/s,
   audio-hours/hour, tokens compared (see benchmarks/tokenization.py).
 * ``streaming``: the FocalCodec-Stream codec coded and decoded chunk by chunk (80 ms): latency per chunk

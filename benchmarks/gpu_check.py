@@ -6,9 +6,9 @@
 
 Runs, through the real command lines, on a generated corpus (random encoder, nothing to download):
 
-* both training stages at full size, a few steps (12 utterances, batch 4) plus validation and the test
-  stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time (median
-  over the run's steps, device synchronised) and peak GPU memory;
+* the decoder and quantizer stages at full size, a few steps (12 utterances, batch 4) plus validation and
+  the test stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time
+  (median over the run's steps, device synchronised) and peak GPU memory;
 * the export of the fp32 runs and ``python -m focalcodec.cli resynth`` of the test utterances on the device;
 * ``python -m benchmarks.benchmark`` (training steps with/without cache, codec real-time factor).
 

@@ -29,6 +29,8 @@ Other corpus formats (``--layout``; synthetic voice only):
   (``path,duration,speaker,split``), for ``--corpus_format list``.
 
 The corpora are made by :mod:`utils.corpus.samples`, in the voices of :mod:`utils.corpus.voice`.
+
+Training on such a corpus, or on your own: docs/training.md.
 """
 
 import argparse

@@ -17,7 +17,9 @@ Modules: ``libritts``, ``validate`` (one file), ``report`` (the report's datacla
 ``samples``/``voice`` (generated corpora for the quickstart, tests and demos). Every format gives the
 same guarantees: the corpus is only read, every file is validated and each skipped one is reported with
 its reason (``prepare_report.json``), a second run with the same options does nothing
-(``prepare_options.json``), manifests are written atomically, and errors say what to fix."""
+(``prepare_options.json``), manifests are written atomically, and errors say what to fix. Using
+them: docs/training.md, "Training on your own data".
+"""
 
 import logging
 import os

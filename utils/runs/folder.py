@@ -1,27 +1,9 @@
-"""The run folder: what a training stage leaves for the tools after it (export, evaluation, fine-tuning,
-``--decoder_checkpoint``), so that they never read its YAML.
-
-Besides SpeechBrain's files (``hyperparams.yaml``, ``train_log.txt``, ``save/CKPT+*/``), each stage writes,
-on the main process before training, ``parts.json``::
-
-    {"format": 1, "stage": "quantizer" | "decoder" | "posemb" | "encoder" | "joint",
-     "parts": {"encoder": {"name": "WavLM", "config": {...}},
-               "compressor": {"name": "FocalEncoder", "config": {...}, "recoverable": "compressor"}, ...},
-     "teacher": {"name": "WavLM", "config": {...}},   # only when the encoder part is trained (see below)
-     "encoder_weights": {"random_init": true, "file": "encoder.safetensors"}   # a random encoder, saved
-                     or {"checkpoint": "/abs/path/wavlm6.pt"} or {"hub": "lucadellalib/focalcodec_50hz"},
-     "encoder_sha256": "...",          # fingerprint of the frozen encoder's weights
-     "best": {"min_key": "loss"}}      # how the stage picks its best checkpoint
-
-Each part is in the official ``FocalCodec`` form (``<part>_name`` / ``<part>_config``); ``recoverable`` names
-the trained part's file in each checkpoint folder (``CKPT+*/<recoverable>.ckpt``). ``encoder_weights`` and
-``encoder_sha256`` describe the stage's **frozen** encoder, whose features its outputs are trained on: the
-``encoder`` part itself, or, in the FocalCodec-Stream stages that train an encoder (distillation, joint
-fine-tuning), the frozen ``teacher`` (the ``encoder`` part is then a trained one, with its recoverable). A
-randomly initialised frozen encoder (smoke runs) is saved as ``encoder.safetensors``. Runs made before this
-file existed are read from their ``hyperparams.yaml`` by :mod:`utils.runs.legacy` (clearly logged), except
-that a random encoder cannot be recovered that way: rerunning the training command once writes the missing
-files.
+"""The run folder's ``parts.json``: writing it (:func:`write_run_folder`, on the main process before training)
+and the :class:`RunFolder` that export, evaluation, fine-tuning, ``--decoder_checkpoint`` and the next
+FocalCodec-Stream stage read instead of the YAML (read with :func:`utils.runs.read_run`). Each part is in
+the official ``FocalCodec`` form; ``encoder_weights`` and ``encoder_sha256`` describe the stage's frozen
+encoder (the ``teacher`` when the stage trains the encoder part). The format and its JSON schema:
+docs/run-folder.md.
 """
 
 import json

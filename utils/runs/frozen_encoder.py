@@ -24,7 +24,7 @@ def load_frozen_encoder(
     random_init: bool = False,
     role: str = "this stage's frozen encoder (encoder)",
 ) -> dict[str, Any]:
-    """Load the encoder weights on every process (the original loaded them on rank 0 only) and freeze it.
+    """Load the encoder weights on every process (docs/deviations.md #6) and freeze it.
 
     Arguments
     ---------

@@ -6,8 +6,8 @@
 
 Every hand-over is checked: the stage that distilled a student must have used this stage's teacher, the
 architectures must match (an error lists the YAML settings to change), every weight is loaded strictly, and
-the one part stage 5 adds, the decompressor's refiner, is named as such (the original loaded non-strictly and
-left it randomly initialised, unreported).
+the one part stage 5 adds, the decompressor's refiner, is named as such (docs/deviations.md #24-27). The
+chain: docs/stream.md.
 """
 
 import logging
@@ -66,8 +66,8 @@ def _require_teacher(run: RunFolder, teacher: nn.Module, what: str) -> None:
 
 def init_student_encoder(student: WavLM, teacher: WavLM, posemb_run: str | os.PathLike) -> WavLM:
     """Stage 3's student: the teacher's weights with the causal positional embedding distilled by stage 2
-    (the original's ``wavlm6_posemb.pt``, made here in memory, so never stale), its positional and relative
-    position embeddings frozen.
+    (built in memory, never cached on disk: docs/deviations.md #25), its positional and relative position
+    embeddings frozen.
 
     Arguments
     ---------
@@ -111,7 +111,8 @@ def load_with_new_refiner(decompressor: nn.Module, state: dict[str, torch.Tensor
     """Load a decompressor trained without a refiner (stage 4, ``lookahead_size: 0``) into one with a refiner
     (stage 5): every other weight strictly, the refiner alone missing, then initialised: ``identity`` (its
     output projection zeroed, so the residual refiner passes stage 4's output through unchanged) or
-    ``random`` (PyTorch's default init, the original). A state that has a refiner is loaded strictly."""
+    ``random`` (PyTorch's default init, docs/deviations.md #27). A state that has a refiner is loaded
+    strictly."""
     if init not in ("identity", "random"):
         raise ValueError(f"decompressor_refiner_init must be identity or random, got {init!r}")
     missing, unexpected = decompressor.load_state_dict(state, strict=False)

@@ -13,7 +13,7 @@ def random_feature_crop(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop ``num_frames`` feature frames per item, and the matching ``num_frames * hop_length`` samples.
 
-    The original recipe's arithmetic: with ``L`` padded frames, item b's usable frames are
+    With ``L`` padded frames, item b's usable frames are
     ``clamp(ceil(L * lens[b]), num_frames, L)``; the start frame is uniform over the valid starts; frame
     ``i`` of the crop covers samples ``[i * hop, (i + 1) * hop)`` of the waveform crop. Waveform indices
     past the end repeat the last (padded) sample.

@@ -1,8 +1,8 @@
-"""The data pipeline both stages share: manifests -> datasets of 16 kHz mono waveforms -> loader options.
+"""The data pipeline every stage shares: manifests -> datasets of 16 kHz mono waveforms -> loader options.
 
 Audio is read with soundfile, downmixed to mono and resampled on load, so the corpus itself is never
-modified (the original recipe resampled LibriTTS in place). With ``pcm16_audio`` it is then rounded to 16 bit
-in memory, as the original's 16-bit copies held it (the original mode).
+modified. With ``pcm16_audio`` (the original mode) it is then rounded to 16 bit in memory, as a 16-bit WAV
+holds it (docs/deviations.md #1).
 """
 
 import hashlib
@@ -69,7 +69,7 @@ class ItemSeeds:
 def _random_segment(
     sig: torch.Tensor, segment_size: int, pad: bool, generator: torch.Generator
 ) -> torch.Tensor:
-    """The original recipe's optional waveform crop (``segment_size`` in samples)."""
+    """An optional random waveform crop of ``segment_size`` samples (zero-padded when shorter and ``pad``)."""
     delta = segment_size - len(sig)
     if delta > 0 and pad:
         return torch.nn.functional.pad(sig, (0, delta))
@@ -126,7 +126,7 @@ def _filter(
 
 
 def _sorted_descending(hparams: dict, stage: str) -> bool:
-    """As the original: train follows ``sorting`` (random order comes from the sampler, over an ascending
+    """Train follows ``sorting`` (random order comes from the sampler, over an ascending
     list); valid and test run longest first, except in ``--debug``."""
     if stage == "train":
         return hparams["sorting"] == "descending"
@@ -241,7 +241,7 @@ def add_cached_crops(
 
 
 def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device: str) -> dict:
-    """DataLoader options for one stage, as the original recipe builds them.
+    """DataLoader options for one stage.
 
     Fixed batches (``{stage}_batch_size``; train shuffled when ``sorting: random``) or, with
     ``dynamic_batching``, SpeechBrain's DynamicBatchSampler bounded by ``{stage}_max_batch_length`` seconds.

@@ -125,8 +125,8 @@ def layer_weighted_mse(
     """Layer-weighted feature distance of a student to its teacher, padding left out.
 
     ``loss = sum_l w_l * mse_l / L`` with ``mse_l`` the mean over valid frames and channels of layer l's
-    squared error. Without padding this is the original's ``mean(w * mask * (hyp - target)^2)``; with
-    padding the original also divided by the padded frames, so its loss shrank with the padding.
+    squared error. Without padding this equals ``mean(w * mask * (hyp - target)^2)`` (docs/deviations.md
+    #28).
 
     Arguments
     ---------

@@ -36,7 +36,7 @@ LAYOUT_HINT = (
     "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60; "
     "--download True fetches the missing subsets); with --corpus_format folder, the root of any tree of "
     "audio files (wav, flac, ogg, mp3); with --corpus_format list, a CSV/TSV/JSON file listing audio files "
-    "(or give it as --corpus_list). See README, 'Training on your own data'."
+    "(or give it as --corpus_list). See docs/training.md, 'Training on your own data'."
 )
 
 

@@ -1,9 +1,11 @@
-"""The start-up both training scripts share: arguments -> YAML -> experiment folder -> data -> encoder.
+"""The start-up every training script shares: arguments -> YAML -> experiment folder -> data -> encoder,
+and the end: run folder, training, test (:func:`train_and_test`). See docs/design.md.
 
 Besides SpeechBrain's usual command line (``hparams.yaml --key value ...``), ``--overrides_file FILE``
 applies the keys of a YAML file as overrides (the command line still wins), e.g. the small-model
 settings of the quickstart; ``--overrides_file [FILE1,FILE2]`` applies several, in order (a later file
 wins), e.g. the small models in the original mode: ``[hparams/tiny/bsq.yaml,hparams/original/bsq.yaml]``.
+A YAML that starts with ``overrides_of: <base>.yaml`` is a variant: its base with its keys as overrides.
 """
 
 import logging

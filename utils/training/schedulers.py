@@ -17,7 +17,7 @@ class SignSafeNewBobScheduler(NewBobScheduler):
     ---------
     *args, **kwargs : NewBob's (``initial_value``, ``annealing_factor``, ``improvement_threshold``,
         ``patient``).
-    sign_safe : False: SpeechBrain's NewBob itself, the original recipe's (its original mode).
+    sign_safe : False: SpeechBrain's NewBob itself (the original mode; docs/deviations.md #8).
     """
 
     def __init__(self, *args, sign_safe: bool = True, **kwargs) -> None:

@@ -83,8 +83,8 @@ class DecoderStage(CodecBrain):
         return self.hparams.generator_loss(stage, out.hyp, out.ref, scores_fake, feats_fake, feats_real)
 
     def _optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward, unscale, clip at ``max_grad_norm`` (``None``: never, as the original), step; a non-finite
-        loss skips the update (and counts against ``nonfinite_patience``)."""
+        """Backward, unscale, clip at ``max_grad_norm`` (``None``: never, the original mode), step; a
+        non-finite loss skips the update (and counts against ``nonfinite_patience``)."""
         if not torch.isfinite(loss):
             self.check_loss_isfinite(loss)
             optimizer.zero_grad(set_to_none=True)

@@ -27,6 +27,6 @@ class JointStage(QuantizerStage):
     def targets_and_inputs(self, batch, stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The teacher's (B, T, D) features (cached or computed), the student's (B, T', D) features of the
         same (augmented) audio, T' = T + 1 or 2, and the (B,) relative lengths. The student runs through
-        self.modules (its DDP wrapper when distributed: the original bypassed it)."""
+        self.modules (its DDP wrapper when distributed: docs/deviations.md #26)."""
         feats, lens, sig = self.features(batch, stage)[:3]
         return feats, self.modules.student_encoder(sig)[0], lens

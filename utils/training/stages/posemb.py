@@ -38,5 +38,5 @@ class PosembStage(CodecBrain):
         return DistillationOutput(hyp, target, lens)
 
     def compute_objectives(self, predictions: DistillationOutput, batch, stage: sb.Stage) -> torch.Tensor:
-        """Masked MSE between the two embeddings (the original objective)."""
+        """Masked MSE between the two embeddings."""
         return self.hparams.rec_loss(predictions.hyp, predictions.target, length=predictions.lens)

@@ -56,7 +56,7 @@ class QuantizerStage(CodecBrain):
         return feats, feats, lens
 
     def compute_objectives(self, predictions: QuantizerOutput, batch, stage: sb.Stage) -> torch.Tensor:
-        """Masked feature MSE + entropy loss (the original objective)."""
+        """Masked feature MSE + entropy loss."""
         rec_loss = self.hparams.rec_loss(predictions.hyp_feats, predictions.feats, length=predictions.lens)
         loss = rec_loss + predictions.aux_loss
         self.track(rec_loss=rec_loss.detach(), aux_loss=predictions.aux_loss.detach())
