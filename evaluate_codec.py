@@ -21,6 +21,11 @@ output folder gets ``scores.csv`` (every utterance's every figure), ``comparison
 the paired difference of every figure with its interval) and ``report.html`` (table, players, mel
 spectrograms, sortable scores; open it in a browser); ``--format versa``/``codec-superb`` adds the scores
 in those toolkits' layouts.
+
+Unreadable test files (empty, truncated, NaN-filled, not audio: utils/corpus/validate.py) and models that
+cannot be loaded (a damaged checkpoint is named) are skipped and listed at the end. Exit status: 0 when
+everything was scored, 3 when some files or models were skipped, 1 when no model could be scored or no
+file read, 2 for usage errors (docs/export.md).
 """
 
 import argparse
@@ -28,10 +33,14 @@ import logging
 import sys
 from pathlib import Path
 
+from focalcodec.cli.files import EXIT_ALL_FAILED, EXIT_USAGE, exit_status
 from focalcodec.codec import FocalCodec
+from utils.corpus.validate import validate_audio
 from utils.evaluation import (
     FORMATS,
     QUALITY_ONLY,
+    ModelScores,
+    Utterance,
     evaluate_codec,
     list_utterances,
     listening_audios,
@@ -95,6 +104,34 @@ def load_model(spec: str, allow_random_encoder: bool) -> FocalCodec:
     return FocalCodec.from_pretrained(spec)
 
 
+def readable(utterances: list[Utterance]) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    """The utterances whose audio reads to the end, and ``(path, reason)`` for each of the others."""
+    usable, skipped = [], []
+    for utt in utterances:
+        info, reason, detail = validate_audio(utt.path)
+        if info is None:
+            skipped.append((utt.path, f"{reason} ({detail})"))
+        else:
+            usable.append(utt)
+    return usable, skipped
+
+
+def write_results(
+    args: argparse.Namespace, rows: list[ModelScores], utterances: list[Utterance], names: list[str]
+) -> None:
+    """The table, the scores, the comparisons and the listening report (with the saved references)."""
+    references = save_references(
+        utterances[: args.num_saved_audios], Path(args.output) / "audios" / "reference"
+    )
+    title = f"Evaluation of {', '.join(names)} on {args.data}"
+    files = write_outputs(rows, args.output, listening_audios(rows, references), title, args.format or [])
+    print(files.table.read_text())
+    print(f"Wrote {files.table} and {files.table_csv} ({len(utterances)} utterances), {files.scores},")
+    print(f"{files.comparison} and the listening report {files.report}")
+    for path in files.formats:
+        print(f"Wrote {path}")
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s")
     args = parse_args(argv)
@@ -102,9 +139,14 @@ def main(argv: list[str]) -> int:
     for item in args.model:
         name, sep, spec = item.partition("=")
         if not sep or not name or not spec:
-            raise SystemExit(f"error: --model expects NAME=SPEC, got {item!r}")
+            print(f"error: --model expects NAME=SPEC, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
         models.append((name, spec))
-    utterances = list_utterances(args.data, args.max_utterances)
+    try:
+        utterances, skipped = readable(list_utterances(args.data, args.max_utterances))
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
     def metrics(keys: list[str]) -> QualityMetrics:
         return QualityMetrics(
@@ -119,27 +161,30 @@ def main(argv: list[str]) -> int:
     keys = [key.strip() for key in args.metrics.split(",") if key.strip()]
     rows = []
     quality = [key for key in keys if key in QUALITY_ONLY]
-    if quality:
+    if quality and utterances:
         rows.append(score_reference(utterances, metrics(quality)))
     suite = metrics(keys)
     audios = Path(args.output) / "audios"
-    for name, spec in models:
-        codec = load_model(spec, args.allow_random_encoder)
+    scored = 0
+    for name, spec in models if utterances else []:
+        try:
+            codec = load_model(spec, args.allow_random_encoder)
+        except (OSError, ValueError, RuntimeError) as error:  # missing or damaged files, mismatches
+            skipped.append((f"model {name} ({spec})", " ".join(f"{type(error).__name__}: {error}".split())))
+            continue
+        scored += 1
         runs = [(name, False)] + ([(f"{name}-streaming", True)] if args.streaming and codec.causal else [])
         for row_name, streaming in runs:
             saved = {"audio_folder": audios / row_name, "num_saved_audios": args.num_saved_audios}
             rows.append(evaluate_codec(row_name, codec, utterances, suite, args.device, streaming, **saved))
         if args.streaming and not codec.causal:
             logging.info(f"{name} is not causal: it cannot stream, so it has no streaming row")
-    references = save_references(utterances[: args.num_saved_audios], audios / "reference")
-    title = f"Evaluation of {', '.join(name for name, _ in models)} on {args.data}"
-    files = write_outputs(rows, args.output, listening_audios(rows, references), title, args.format or [])
-    print(files.table.read_text())
-    print(f"Wrote {files.table} and {files.table_csv} ({len(utterances)} utterances), {files.scores},")
-    print(f"{files.comparison} and the listening report {files.report}")
-    for path in files.formats:
-        print(f"Wrote {path}")
-    return 0
+    if scored:
+        write_results(args, rows, utterances, [name for name, _ in models])
+    if skipped:
+        print(f"Skipped {len(skipped)} (files or models):")
+        print("\n".join(f"  {what}: {reason}" for what, reason in skipped))
+    return exit_status(scored, len(skipped)) if utterances else EXIT_ALL_FAILED
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ weights are those the quantizer run used (its ``encoder_checkpoint``, or the cac
 ``FocalCodec.from_pretrained("my_codec/model")`` in the upstream ``focalcodec`` package (a local path is a
 stem there). The folder can be pushed to the Hugging Face Hub as is.
 
-See docs/export.md.
+Every checkpoint file read is verified against the checksums recorded when it was saved (a damaged file is
+named; the best intact checkpoint is taken instead). Exit status: 0 when exported, 1 when the runs cannot be
+exported, 2 for usage errors. See docs/export.md.
 """
 
 import argparse
@@ -21,6 +23,7 @@ import logging
 import sys
 from pathlib import Path
 
+from focalcodec.cli.files import EXIT_ALL_FAILED, EXIT_USAGE
 from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
 from utils.runs import codec_from_runs, read_run
 
@@ -75,7 +78,7 @@ def main(argv: list[str]) -> int:
             f"error: {output} already holds a checkpoint ({existing[0].name}); use --overwrite",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     try:
         codec = codec_from_runs(
             args.quantizer,
@@ -86,7 +89,7 @@ def main(argv: list[str]) -> int:
         )
     except (OSError, ValueError, RuntimeError) as error:  # missing files, mismatches, unloadable weights
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_ALL_FAILED
     if args.overwrite:
         for path in existing:
             path.unlink()

@@ -9,6 +9,7 @@ import functools
 import io
 import math
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +26,7 @@ __all__ = [
     "absolute_lengths",
     "as_written",
     "audio_info",
+    "declared_wav_data_bytes",
     "fit_length",
     "load_audio",
     "write_wav",
@@ -32,6 +34,9 @@ __all__ = [
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 """Suffixes of the audio files looked for in folders (a file named explicitly is read whatever its suffix)."""
+# Data-chunk sizes written by streaming writers that do not know the length in advance (espeak-ng and
+# sox --stdout write 0x7ffff000, ffmpeg 0xffffffff, some tools 0): not evidence of truncation.
+_STREAMING_SIZE_MIN = 0x7FFF0000
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,51 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(info.samplerate, info.frames, info.channels)
 
 
+def declared_wav_data_bytes(path: str | os.PathLike, file_size: int) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file: ``(declared, available)`` byte counts of its ``data`` chunk.
+
+    ``None`` when the file is not a plain RIFF WAVE file, or when the declared size is a streaming
+    placeholder (length unknown when the header was written), i.e. when truncation cannot be judged
+    from the header. (libsndfile silently reads a cut WAV as a shorter one.)
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        offset = 12
+        while offset + 8 <= file_size:
+            f.seek(offset)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if chunk_id == b"data":
+                if size == 0 or size >= _STREAMING_SIZE_MIN:
+                    return None
+                return size, file_size - offset - 8
+            offset += 8 + size + (size & 1)
+    return None
+
+
 def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, AudioInfo]:
     """Read an audio file as a mono float32 waveform at its own rate: (N,) in [-1, 1] (channels averaged),
-    and what was actually read (rate, samples, channels). Raises on unreadable or empty files."""
+    and what was actually read (rate, samples, channels). Raises ``ValueError`` on empty, truncated (a WAV
+    holding less data than its header declares) or NaN/infinite audio, and on unreadable files."""
     import soundfile as sf
 
     data, file_rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
     if data.shape[0] == 0:
         raise ValueError("no audio samples")
-    return _mono(data), AudioInfo(file_rate, data.shape[0], data.shape[1])
+    declared = declared_wav_data_bytes(path, os.path.getsize(path))
+    if declared is not None and declared[1] < declared[0]:
+        raise ValueError(
+            f"truncated: the header declares {declared[0]} bytes of audio, the file holds {declared[1]}"
+        )
+    sig = _mono(data)
+    if not torch.isfinite(torch.from_numpy(data)).all():
+        raise ValueError("NaN or infinite samples")
+    return sig, AudioInfo(file_rate, data.shape[0], data.shape[1])
 
 
 def _mono(data) -> torch.Tensor:

@@ -19,8 +19,8 @@ input rate (both stated on the console), by background threads (``--workers``). 
 ``decode`` writes ``<name>.wav`` at the codec's output rate with the original duration; ``resynth`` does
 both at once (same result as ``encode`` then ``decode``). A causal model's input is zero-padded to whole
 chunks (80 ms for the released models), as a stream's last chunk is. Unreadable files are skipped and listed
-at the end, after the throughput; the exit status is 0 if at least one file was processed, 1 if none, 2 for
-usage errors.
+at the end, after the throughput; the exit status is 0 when every file was processed, 3 when some were
+skipped, 1 when none was processed, 2 for usage errors (docs/export.md).
 
 ``--batch_size N`` (``encode``, ``resynth``): files sorted by length, the encoder run on zero-padded batches
 (with relative lengths that mask each file's frames exactly), the compressor per file, and a file whose
@@ -40,6 +40,6 @@ stream (each chunk coded once it would have arrived). The files written equal th
 """
 
 from focalcodec.cli.command import main
-from focalcodec.cli.files import TOKEN_SUFFIX, load_tokens
+from focalcodec.cli.files import EXIT_ALL_FAILED, EXIT_SOME_FAILED, EXIT_USAGE, TOKEN_SUFFIX, load_tokens
 
-__all__ = ["TOKEN_SUFFIX", "load_tokens", "main"]
+__all__ = ["EXIT_ALL_FAILED", "EXIT_SOME_FAILED", "EXIT_USAGE", "TOKEN_SUFFIX", "load_tokens", "main"]

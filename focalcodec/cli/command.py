@@ -11,7 +11,16 @@ import torch
 from focalcodec.audio import AUDIO_SUFFIXES
 from focalcodec.cli.batched import run_decode, run_encode
 from focalcodec.cli.codec import PRECISIONS, Codec, load_codec
-from focalcodec.cli.files import TOKEN_SUFFIX, Report, UsageError, collect, plural
+from focalcodec.cli.files import (
+    EXIT_ALL_FAILED,
+    EXIT_USAGE,
+    TOKEN_SUFFIX,
+    Report,
+    UsageError,
+    collect,
+    exit_status,
+    plural,
+)
 from focalcodec.cli.streaming import run_streaming
 from focalcodec.cli.to_onnx import run_onnx
 
@@ -142,7 +151,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
         return run_onnx(codec, Path(args.output), args.streaming, args.batch_size, args.chunk_size)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,10 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         items, codec = _setup(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not items:
         print("error: no input files found", file=sys.stderr)
-        return 1
+        return EXIT_ALL_FAILED
     print(f"Model {codec.describe()}")
     print(f"{plural(len(items), 'input file')} -> {args.output}")
 
@@ -174,4 +183,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = [f"{plural(codec.encoded_again, 'file')} re-encoded alone (latents near a sign flip)"]
     for line in report.summary(args.command, time.monotonic() - start, lines):
         print(line)
-    return 0 if report.done > 0 else 1
+    return exit_status(report.done, len(report.failed))

@@ -10,9 +10,36 @@ from typing import Any
 
 import torch
 
-__all__ = ["TOKEN_SUFFIX", "Item", "Report", "UsageError", "collect", "load_tokens", "plural", "progress"]
+__all__ = [
+    "EXIT_ALL_FAILED",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "TOKEN_SUFFIX",
+    "Item",
+    "Report",
+    "UsageError",
+    "collect",
+    "exit_status",
+    "load_tokens",
+    "plural",
+    "progress",
+]
 
 TOKEN_SUFFIX = ".toks.pt"
+
+# Exit statuses of the command line (and of export_codec.py and evaluate_codec.py): 0 when every input was
+# processed
+EXIT_ALL_FAILED = 1  # no input could be processed (or nothing was found)
+EXIT_USAGE = 2  # the command line itself is wrong (nothing was done)
+EXIT_SOME_FAILED = 3  # some inputs were processed, others failed (listed at the end)
+
+
+def exit_status(done: int, failed: int) -> int:
+    """0 when nothing failed, :data:`EXIT_SOME_FAILED` when some inputs failed and others were processed,
+    :data:`EXIT_ALL_FAILED` when none was processed."""
+    if done == 0:
+        return EXIT_ALL_FAILED
+    return EXIT_SOME_FAILED if failed else 0
 
 
 class UsageError(Exception):

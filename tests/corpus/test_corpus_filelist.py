@@ -130,9 +130,10 @@ def test_bad_and_missing_files_are_reported(listed, tmp_path):
     reasons = {os.path.basename(item["wav"]): item["reason"] for item in report["skipped"]}
     assert reasons == {
         "empty.wav": "empty_file", "notaudio.flac": "not_audio", "truncated.wav": "truncated",
-        "short.ogg": "too_short", "gone.wav": "missing_file",
+        "short.ogg": "too_short", "gone.wav": "missing_file", "no_frames.wav": "no_frames",
+        "nan.wav": "non_finite", "huge_header.wav": "truncated",
     }  # fmt: skip
-    assert report["sets"]["all"]["skipped_unreadable"] == 4
+    assert report["sets"]["all"]["skipped_unreadable"] == 7
     (warning,) = report["warnings"]
     assert warning["reason"] == "duration_mismatch" and warning["wav"].endswith(rows[-1]["path"])
     kept = {**load(tmp_path, "train"), **load(tmp_path, "valid"), **load(tmp_path, "test")}

@@ -68,7 +68,9 @@ def test_sets_from_folders(corpus, tmp_path):
         "empty_file": 1,
         "not_audio": 1,
         "too_short": 1,
-        "truncated": 1,
+        "truncated": 2,
+        "no_frames": 1,
+        "non_finite": 1,
     }
 
 

@@ -170,12 +170,9 @@ def test_quantizer_on_a_folder_corpus(folder_corpus, tmp_path):
     run_recipe("train_quantizer.py", "bsq.yaml", folder_corpus, tmp_path, *args)
     assert digest(folder_corpus) == before
     report = json.loads((tmp_path / "save" / "prepare_report.json").read_text())
-    assert {item["reason"] for item in report["skipped"]} == {
-        "empty_file",
-        "not_audio",
-        "truncated",
-        "too_short",
-    }
+    # the bad-input sweep: empty, zero-frame, truncated, NaN-filled, huge-header and misnamed files
+    reasons = {"empty_file", "not_audio", "truncated", "too_short", "no_frames", "non_finite"}
+    assert {item["reason"] for item in report["skipped"]} == reasons
     assert report["options"]["speaker_pattern"] == "^([^/]+)/"
     assert len(load(tmp_path / "save", "train")) == 6
     log = (tmp_path / "train_log.txt").read_text()

@@ -37,7 +37,7 @@ from focalcodec.audio import as_written, load_audio
 from utils.feature_cache import check_feature_cache_options, encoder_config, prepare_feature_caches
 from utils.feature_cache.recipe import shard_bytes
 from utils.training.crop import random_feature_crop
-from utils.training.data import add_cached_crops, add_cached_features
+from utils.training.data import ItemSeeds, add_cached_crops, add_cached_features
 from utils.training.stages.decoder import DecoderStage
 from utils.training.stages.encoder import EncoderStage
 from utils.training.stages.posemb import PosembStage
@@ -341,7 +341,7 @@ def test_24_khz_decoder_crops_are_read_aligned_with_the_16_khz_cache(corpus, tmp
     assert json.loads((cache.folder / "meta.json").read_text())["sample_rate"] == 16000
     assert torch.equal(cache["utt3"], reference_feats(hparams["encoder"], corpus["utt3"]["wav"]))
     dataset = DynamicItemDataset(corpus)
-    add_cached_crops(dataset, cache, 40, 480, 24000)
+    add_cached_crops(dataset, cache, 40, 480, 24000, ItemSeeds(0))
     for index, uttid in enumerate(corpus):
         full = load_audio(corpus[uttid]["wav"], 24000)
         item = dataset[index]

@@ -10,7 +10,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 from focalcodec.audio import as_written
 from utils.training.crop import random_feature_crop
-from utils.training.data import _audio_pipeline, add_cached_crops
+from utils.training.data import ItemSeeds, _audio_pipeline, add_cached_crops
 
 FRAMES, HOP = 22, 320
 
@@ -19,11 +19,12 @@ def test_cached_crops_are_the_step_crops_read_alone(tmp_path):
     corpus = write_corpus(tmp_path)  # 24 kHz wavs, resampled to 16 kHz on load
     cache = build(tiny_encoder(), corpus, tmp_path / "cache")
     dataset = DynamicItemDataset({uttid: dict(entry) for uttid, entry in corpus.items()})
-    add_cached_crops(dataset, cache, FRAMES, HOP, 16000)
+    seeds = ItemSeeds(0)
+    add_cached_crops(dataset, cache, FRAMES, HOP, 16000, seeds)
     wholes = {uttid: load(entry["wav"]) for uttid, entry in corpus.items()}
     starts = collections.Counter()
-    torch.manual_seed(0)
     for draw in range(150):
+        seeds.epoch = draw  # an item is read once per epoch: its crop is drawn anew every epoch
         for index, uttid in enumerate(corpus):
             if draw >= 10 and uttid != "utt2":
                 continue  # then only the shortest utterance, for the distribution of its starts
@@ -73,7 +74,7 @@ def test_pcm16_audio_reads_what_a_16_bit_wav_holds(tmp_path):
         assert torch.equal(dataset[0]["sig"], want)
     cache = build(tiny_encoder(), corpus, tmp_path / "cache")
     dataset = DynamicItemDataset({"utt0": dict(corpus["utt0"])})
-    add_cached_crops(dataset, cache, FRAMES, HOP, 16000, pcm16=True)
+    add_cached_crops(dataset, cache, FRAMES, HOP, 16000, ItemSeeds(0), pcm16=True)
     crop = dataset[0]["crop_sig"]
     starts = range(0, len(floats) - len(crop) + 1, HOP)  # libsndfile's rounding moves a sample < 1 LSB
     start = next(s for s in starts if torch.allclose(crop, floats[s : s + len(crop)], rtol=0, atol=1 / 32768))

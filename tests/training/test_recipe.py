@@ -129,7 +129,9 @@ def test_setup_recipe_refuses_what_it_cannot_run(small_corpus, tmp_path):
     with pytest.raises(SystemExit, match="Another training process is running in"):
         setup_recipe(argv)
     lock.release()
-    with pytest.raises(SystemExit, match="init_from_encoder must be encoder, student_encoder or null"):
+    with pytest.raises(
+        SystemExit, match="--init_from_encoder teacher: must be one of encoder, student_encoder, or null"
+    ):
         setup_recipe([*argv, "--init_from_encoder", "teacher"])
 
 

@@ -12,6 +12,7 @@ voices of :mod:`utils.corpus.voice`:
 """
 
 import json
+import struct
 import tempfile
 from pathlib import Path
 
@@ -53,10 +54,13 @@ _SUFFIX_FORMATS = {
 }
 # Bad files of make_folder_corpus(bad=True), relative to the first split folder -> expected skip reason
 FOLDER_BAD_FILES = {
-    "spk99/empty.wav": "empty_file",
-    "spk99/notaudio.flac": "not_audio",
-    "spk99/truncated.wav": "truncated",
+    "spk99/empty.wav": "empty_file",  # zero bytes
+    "spk99/notaudio.flac": "not_audio",  # a text file with an audio suffix
+    "spk99/truncated.wav": "truncated",  # half of its audio data cut off
     "spk99/short.ogg": "too_short",
+    "spk99/no_frames.wav": "no_frames",  # a valid header, zero samples
+    "spk99/nan.wav": "non_finite",  # float samples, some NaN
+    "spk99/huge_header.wav": "truncated",  # the header declares 1 GiB of audio data
 }
 
 
@@ -133,6 +137,28 @@ def _make_folder_bad_files(folder: Path, seed: int) -> None:
     data = paths["spk99/truncated.wav"].read_bytes()
     paths["spk99/truncated.wav"].write_bytes(data[: 44 + (len(data) - 44) // 2])
     _write_audio(paths["spk99/short.ogg"], synthesize(4800, 16000, voice, seeded_rng(seed, "short")), 16000)
+    _write_audio(paths["spk99/no_frames.wav"], np.zeros(0, np.float32), 16000)
+    audio = synthesize(16000, 16000, voice, seeded_rng(seed, "nan")).astype("<f4")
+    audio[100:200] = np.nan
+    paths["spk99/nan.wav"].write_bytes(_float_wav(audio, 16000))
+    _write_audio(
+        paths["spk99/huge_header.wav"], synthesize(16000, 16000, voice, seeded_rng(seed, "huge")), 16000
+    )
+    data = bytearray(paths["spk99/huge_header.wav"].read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = (1 << 30).to_bytes(4, "little")
+    paths["spk99/huge_header.wav"].write_bytes(bytes(data))
+
+
+def _float_wav(audio: np.ndarray, sample_rate: int) -> bytes:
+    """A mono 32-bit float WAV file of ``audio`` (little-endian float32), without libsndfile's PEAK chunk
+    (which holds a time stamp: the same samples would not give the same bytes)."""
+    data = audio.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, 4 * sample_rate, 4, 32)  # IEEE float, mono
+    chunks = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
 
 
 def make_list_corpus(root, list_name: str = "files.csv", absolute: bool = False, **folder_options) -> Path:

@@ -23,7 +23,7 @@ import struct
 import numpy as np
 import soundfile as sf
 
-from focalcodec.audio import AUDIO_SUFFIXES
+from focalcodec.audio import AUDIO_SUFFIXES, declared_wav_data_bytes
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -40,9 +40,6 @@ __all__ = [
 MIN_ENCODABLE_SECONDS = 0.025
 # Read audio in blocks so that a very long file does not need to fit in memory.
 _READ_BLOCK_FRAMES = 1 << 20
-# Data-chunk sizes written by streaming writers that do not know the length in advance (espeak-ng and
-# sox --stdout write 0x7ffff000, ffmpeg 0xffffffff, some tools 0): not evidence of truncation.
-_STREAMING_SIZE_MIN = 0x7FFF0000
 
 # What validate_audio returns: (info, None, "") for usable audio, with info = {"frames", "sample_rate",
 # "channels"}; (None, reason, detail) otherwise.
@@ -83,33 +80,6 @@ def check_name(path: str) -> AudioCheck | None:
         path.encode("utf-8")
     except UnicodeEncodeError:
         return None, "bad_name", "the file name is not valid UTF-8 (audio libraries cannot open it)"
-    return None
-
-
-def _declared_wav_data_bytes(path: str, file_size: int) -> tuple[int, int] | None:
-    """For a RIFF/WAVE file: ``(declared, available)`` byte counts of its ``data`` chunk.
-
-    ``None`` when the file is not a plain RIFF WAVE file, or when the declared size is a streaming
-    placeholder (length unknown when the header was written), i.e. when truncation cannot be judged
-    from the header.
-    """
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-            return None
-        endian = "<" if head[:4] == b"RIFF" else ">"
-        offset = 12
-        while offset + 8 <= file_size:
-            f.seek(offset)
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            chunk_id, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
-            if chunk_id == b"data":
-                if size == 0 or size >= _STREAMING_SIZE_MIN:
-                    return None
-                return size, file_size - offset - 8
-            offset += 8 + size + (size & 1)
     return None
 
 
@@ -165,7 +135,7 @@ def validate_audio(path: str) -> AudioCheck:
         if sample_rate <= 0 or channels <= 0:
             return None, "unreadable", f"invalid header (sample rate {sample_rate}, channels {channels})"
         # libsndfile silently shortens a WAV whose data chunk is cut: compare with the declared size.
-        declared = _declared_wav_data_bytes(path, os.path.getsize(path))
+        declared = declared_wav_data_bytes(path, os.path.getsize(path))
         if declared is not None and declared[1] < declared[0]:
             detail = f"header declares {declared[0]} bytes of audio data, the file holds {declared[1]}"
             return None, "truncated", detail

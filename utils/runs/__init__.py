@@ -1,13 +1,21 @@
 """The run folder, the contract between a training stage and every tool after it (export, evaluation,
 fine-tuning, the next stage): reading and writing ``parts.json`` (and older runs' ``hyperparams.yaml``),
-picking a checkpoint, every source of encoder weights, exporting runs as one codec, and initialising a
-stage from a codec or a run. See docs/run-folder.md.
+picking a checkpoint (verified against its recorded checksums), every source of encoder weights, exporting
+runs as one codec, and initialising a stage from a codec or a run. See docs/run-folder.md.
 
 Modules, in dependency order: ``checkpoints``, ``fingerprint``, ``encoder_weights``, ``folder``, ``legacy``,
 ``read``, ``decoder``, ``export``, ``finetune``, ``stream_chain``, ``frozen_encoder``.
 """
 
-from utils.runs.checkpoints import checkpoint_meta, find_checkpoint
+from utils.runs.checkpoints import (
+    FILES_KEY,
+    DamagedCheckpointError,
+    checkpoint_meta,
+    checkpoint_problems,
+    file_records,
+    find_checkpoint,
+    verify_checkpoint,
+)
 from utils.runs.decoder import load_decoder
 from utils.runs.encoder_weights import (
     WAVLM6_HUB_ID,
@@ -51,8 +59,10 @@ from utils.runs.stream_chain import (
 
 __all__ = [
     "ENCODER_FILE",
+    "FILES_KEY",
     "PARTS_FILE",
     "WAVLM6_HUB_ID",
+    "DamagedCheckpointError",
     "EncoderMismatchError",
     "EncoderWeightsUnavailableError",
     "Part",
@@ -62,10 +72,12 @@ __all__ = [
     "RunFolderError",
     "RunMismatchError",
     "checkpoint_meta",
+    "checkpoint_problems",
     "codec_from_runs",
     "distilled_encoder_file",
     "encoder_fingerprint",
     "encoder_state_dict",
+    "file_records",
     "find_checkpoint",
     "freeze_positions",
     "init_from_pretrained",
@@ -83,6 +95,7 @@ __all__ = [
     "require_causality",
     "setting_mismatches",
     "stated_causality",
+    "verify_checkpoint",
     "wavlm6_state_dict",
     "write_run_folder",
 ]

@@ -16,6 +16,7 @@ from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
 from utils.evaluation import ModelScores, write_outputs
 from utils.metrics import QualityMetrics
 from utils.training.data import TrainItems
+from utils.training.resume import ResumePoint, ResumingLoader
 from utils.training.train_logger import plot_training_curves
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
@@ -80,10 +81,32 @@ class CodecBrain(sb.Brain):
     train_items: ClassVar[TrainItems] = TrainItems()
     """What the stage's training items hold (utils/training/data.py); the default: whole utterances, audio."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        """SpeechBrain's, with the checkpointed :class:`~utils.training.resume.ResumePoint` (random
+        generators, running means, train-log length: ``resume_point.ckpt``, absent from older checkpoints)."""
+        super().__init__(*args, **kwargs)
+        self.resume_point = ResumePoint(self)
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("resume_point", self.resume_point, optional_load=True)
+
     def on_fit_start(self) -> None:
-        """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume)."""
+        """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume: exactly where
+        the last intact checkpoint was, see utils/training/resume.py). Without a checkpoint training starts
+        afresh, and so does its train log."""
         self._frozen_to_device()
-        super().on_fit_start()
+        self.resume_point.armed = True
+        try:
+            super().on_fit_start()
+        finally:
+            self.resume_point.armed = False
+        if self.checkpointer is not None and not self.checkpointer.list_checkpoints() and if_main_process():
+            self.resume_point.cut_train_log(0)
+
+    def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **kwargs):
+        """SpeechBrain's loader; the training one restores a pending intra-epoch resume point when it starts
+        iterating (:class:`~utils.training.resume.ResumingLoader`)."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
+        return ResumingLoader(loader, self.resume_point) if stage == sb.Stage.TRAIN else loader
 
     def _compile(self) -> None:
         """With ``compile``: ``torch.compile`` every trained module (or ``compile_module_keys``) with the
@@ -110,10 +133,11 @@ class CodecBrain(sb.Brain):
         """SpeechBrain's, except that an end-of-epoch checkpoint restores no position inside an epoch.
 
         SpeechBrain counts the batches of the running stage in ``step`` and averages the stage's loss over
-        it; it resets both after each training epoch, but the decoder stage checkpoints before that reset,
-        so loading its checkpoint (the test stage's best one, or a resume) restored the last epoch's step
-        count, and the next stage's average divided by too many batches (its logged test loss was
-        sum / (steps + batches)). An intra-epoch checkpoint still restores both, to resume mid-epoch."""
+        it; it resets both after each training epoch, but the decoder stage checkpoints before that reset in
+        an epoch without validation, so loading its checkpoint (the test stage's best one, or a resume)
+        restored the last epoch's step count, and the next stage's average divided by too many batches (its
+        logged test loss was sum / (steps + batches)). An intra-epoch checkpoint still restores both, to
+        resume mid-epoch."""
         super()._recover(path, end_of_epoch)
         if end_of_epoch:
             self.step = 0
@@ -221,6 +245,8 @@ class CodecBrain(sb.Brain):
         stage counts its batches from zero, whatever checkpoint was loaded before it (see _recover)."""
         if stage != sb.Stage.TRAIN:
             self.step = 0
+        elif getattr(self.hparams, "item_seeds", None) is not None:
+            self.hparams.item_seeds.epoch = epoch  # the crops of this epoch (utils/training/data.py)
         self.saved_audios = 0
         self.saved_files: dict[str, dict[str, Path]] = {}  # id -> signal name -> WAV (the report's audio)
         self.sb_stage = stage  # SpeechBrain's TRAIN/VALID/TEST (``stage`` is the run-folder stage's name)
@@ -249,7 +275,9 @@ class CodecBrain(sb.Brain):
         like where the stage resynthesizes) as its WAV file holds it (clipped to [-1, 1], 16-bit:
         :func:`focalcodec.audio.as_written`), scored (``hyp`` against ``ref``, when this stage computes
         metrics) and written (:meth:`save_audios`). What is heard and what is measured are the same samples;
-        the clipped samples are counted, and reported at the end of the stage."""
+        the clipped samples are counted, and reported at the end of the stage. Scoring leaves torch's random
+        generators as they were (its models load at the first scored batch, which a resumed run meets at
+        another point)."""
         lengths = torch.tensor(absolute_lengths(lens, len(ids), next(iter(signals.values())).shape[-1]))
         written = {}
         for name, sig in signals.items():
@@ -257,7 +285,9 @@ class CodecBrain(sb.Brain):
             written[name], clipped = as_written(sig.float().cpu() * valid)
             self._clipped[name] += clipped
         if "hyp" in written and self.quality is not None:
-            self.quality.append(ids, written["hyp"], written["ref"], lens)
+            cuda = [torch.device(self.device).index or 0] if self.device_type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):  # metric models load on first use
+                self.quality.append(ids, written["hyp"], written["ref"], lens)
         self.save_audios(ids, lens, **written)
 
     def quality_stats(self, stage: sb.Stage) -> dict[str, float]:

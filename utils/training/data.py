@@ -5,8 +5,8 @@ modified. With ``pcm16_audio`` (the original mode) it is then rounded to 16 bit 
 holds it (docs/deviations.md #1).
 """
 
+import hashlib
 import logging
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,7 +19,14 @@ from speechbrain.utils.data_pipeline import provides, takes
 from focalcodec.audio import load_audio, load_audio_segment
 from utils.corpus import SPLITS, as_prepared
 
-__all__ = ["TrainItems", "add_cached_crops", "add_cached_features", "dataio_prepare", "loader_kwargs"]
+__all__ = [
+    "ItemSeeds",
+    "TrainItems",
+    "add_cached_crops",
+    "add_cached_features",
+    "dataio_prepare",
+    "loader_kwargs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,28 +47,54 @@ class TrainItems:
     crop: Callable[[dict], tuple[int, int] | None] = lambda hparams: None
 
 
-def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:
+class ItemSeeds:
+    """The random draws of the data pipeline (training crops), one generator per (seed, epoch, utterance).
+
+    A crop then depends on nothing else: not on the loader process that reads the item, nor on what that
+    process read before, so a run resumed mid-epoch, with any ``dataloader_workers``, draws the crops of the
+    run it continues. The training Brain sets ``epoch`` before each epoch's loader starts (its worker
+    processes start with a copy). Each utterance is read once per epoch, so its crop changes every epoch.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+
+    def generator(self, uttid: str) -> torch.Generator:
+        """A generator seeded by ``(seed, epoch, uttid)``."""
+        digest = hashlib.blake2b(f"{self.seed}/{self.epoch}/{uttid}".encode(), digest_size=8).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def _random_segment(
+    sig: torch.Tensor, segment_size: int, pad: bool, generator: torch.Generator
+) -> torch.Tensor:
     """An optional random waveform crop of ``segment_size`` samples (zero-padded when shorter and ``pad``)."""
     delta = segment_size - len(sig)
     if delta > 0 and pad:
         return torch.nn.functional.pad(sig, (0, delta))
     if delta < 0:
-        start = random.randint(0, -delta)
+        start = int(torch.randint(-delta + 1, (), generator=generator))
         return sig[start : start + segment_size]
     return sig
 
 
 def _audio_pipeline(
-    sample_rate: int, segment_size: int | None = None, segment_pad: bool = False, pcm16: bool = False
-) -> Callable[[str], torch.Tensor]:
-    """A dynamic item ``wav -> sig`` (rounded to 16 bit with ``pcm16``, see :func:`as_prepared`)."""
+    sample_rate: int,
+    segment_size: int | None = None,
+    segment_pad: bool = False,
+    pcm16: bool = False,
+    seeds: ItemSeeds | None = None,
+) -> Callable[[str, str], torch.Tensor]:
+    """A dynamic item ``id, wav -> sig`` (rounded to 16 bit with ``pcm16``, see :func:`as_prepared`), cut to a
+    random ``segment_size`` crop drawn from ``seeds`` if given."""
 
-    @takes("wav")
+    @takes("id", "wav")
     @provides("sig")
-    def pipeline(wav: str) -> torch.Tensor:
+    def pipeline(uttid: str, wav: str) -> torch.Tensor:
         sig = as_prepared(load_audio(wav, sample_rate), pcm16)
         if segment_size is not None:
-            sig = _random_segment(sig, segment_size, segment_pad)
+            sig = _random_segment(sig, segment_size, segment_pad, seeds.generator(uttid))
         return sig
 
     return pipeline
@@ -100,13 +133,16 @@ def _sorted_descending(hparams: dict, stage: str) -> bool:
     return not hparams.get("debug", False)
 
 
-def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, DynamicItemDataset]:
+def dataio_prepare(
+    hparams: dict, seeds: ItemSeeds, train_min_duration: float = 0.0
+) -> dict[str, DynamicItemDataset]:
     """Build the train/valid/test datasets from the JSON manifests.
 
     Arguments
     ---------
     hparams : the loaded YAML. Reads ``{stage}_json``, ``{stage}_remove_if_longer``, ``sample_rate``,
         ``data_folder``, ``segment_size``, ``segment_pad``, ``pcm16_audio`` and ``debug`` (optional).
+    seeds : what the training crops (``segment_size``) are drawn from.
     train_min_duration : training utterances shorter than this (seconds) are dropped, e.g. shorter than
         the decoder stage's crop.
 
@@ -133,6 +169,7 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
                 crop,
                 hparams.get("segment_pad", False),
                 hparams.get("pcm16_audio", False),
+                seeds,
             )
         )
         dataset.set_output_keys(["id", "sig"])
@@ -167,13 +204,14 @@ def add_cached_crops(
     num_frames: int,
     hop_length: int,
     sample_rate: int,
+    seeds: ItemSeeds,
     pcm16: bool = False,
 ) -> None:
     """Serve random training crops read alone: ``crop_feats`` (S, D) frames of the feature cache and the
     ``crop_sig`` (S * hop_length,) samples they stand for, read from the audio file by offset.
 
     The crop start is uniform over the utterance's valid starts ``0 .. T - S`` (``T`` its cached frame
-    count), drawn anew every time the item is read; frame ``i`` of the crop covers samples
+    count), drawn from ``seeds`` (anew every epoch); frame ``i`` of the crop covers samples
     ``[i * hop, (i + 1) * hop)`` of the audio crop: the distribution and alignment of
     :func:`utils.training.crop.random_feature_crop` on a cached batch, without reading whole utterances.
 
@@ -184,13 +222,16 @@ def add_cached_crops(
     num_frames : crop length ``S`` in frames.
     hop_length : samples per frame at ``sample_rate``.
     sample_rate : rate of the audio crop.
+    seeds : the generator of each item's draw (:class:`ItemSeeds`).
     pcm16 : round the audio crop to 16 bit (:func:`as_prepared`).
     """
 
     @takes("id", "wav")
     @provides("crop_feats", "crop_sig")
     def pipeline(uttid: str, wav: str):
-        start = int(torch.randint(cache.num_frames(uttid) - num_frames + 1, ()))
+        start = int(
+            torch.randint(cache.num_frames(uttid) - num_frames + 1, (), generator=seeds.generator(uttid))
+        )
         yield cache.frames(uttid, start, num_frames)
         first = start * hop_length
         yield as_prepared(load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate), pcm16)

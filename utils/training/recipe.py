@@ -22,6 +22,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from utils.corpus import SPLITS, prepare_data
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.runs import (
+    DamagedCheckpointError,
     PretrainedCodec,
     load_frozen_encoder,
     part_of,
@@ -30,12 +31,15 @@ from utils.runs import (
     write_run_folder,
 )
 from utils.training.data import (
+    ItemSeeds,
     TrainItems,
     add_cached_crops,
     add_cached_features,
     dataio_prepare,
     loader_kwargs,
 )
+from utils.training.options import LAYOUT_HINT, VARIANT_KEY, check_command_line
+from utils.training.resume import make_deterministic
 from utils.training.run_lock import RunLock, RunLockedError
 from utils.training.train_logger import plot_training_curves
 
@@ -50,16 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-VARIANT_KEY = "overrides_of"
-
-LAYOUT_HINT = (
-    "--data_folder must be the LibriTTS root, holding one folder per subset, e.g. "
-    "<data_folder>/train-clean-100/<speaker>/<chapter>/<utterance>.wav (https://www.openslr.org/60; "
-    "--download True fetches the missing subsets); with --corpus_format folder, the root of any tree of "
-    "audio files (wav, flac, ogg, mp3); with --corpus_format list, a CSV/TSV/JSON file listing audio files "
-    "(or give it as --corpus_list). See docs/training.md, 'Training on your own data'."
-)
 
 
 @dataclass
@@ -170,14 +164,15 @@ def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: Train
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:
-            pcm16 = hparams.get("pcm16_audio", False)
-            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"], pcm16)
+            pcm16, seeds = hparams.get("pcm16_audio", False), hparams["item_seeds"]
+            add_cached_crops(datasets[stage], cache, *crop, hparams["sample_rate"], seeds, pcm16)
         else:
             add_cached_features(datasets[stage], cache, audio=stage != "train" or train.audio)
 
 
 def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
-    """Parse the command line, load the YAML, create the experiment folder, prepare the manifests (on
+    """Check the options (:mod:`utils.training.options`: all problems reported, nothing done), parse the
+    command line, load the YAML, create the experiment folder, prepare the manifests (on
     the main process), build the datasets and loader options, load the frozen encoder (on every process)
     and, with ``feature_cache``, build or open the feature caches (utils/feature_cache/).
 
@@ -188,10 +183,15 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
         whole utterances with their audio).
     """
     train = train or TrainItems()
-    hparams_file, run_opts, overrides_yaml = sb.parse_arguments(argv)
+    problems, checked_argv = check_command_line(argv)  # before any work: one line per problem
+    if problems:
+        raise SystemExit("\n".join(f"error: {problem}" for problem in problems))
+    hparams_file, run_opts, overrides_yaml = sb.parse_arguments(checked_argv)
     overrides = read_overrides(overrides_yaml)
     hparams = load_hparams(hparams_file, overrides)
     check_feature_cache_options(hparams)  # e.g. augment + feature_cache is refused before any work
+    if hparams.get("deterministic", False):
+        make_deterministic()  # GPU: deterministic algorithms only, no cuDNN benchmark (docs/training.md)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     lock = _lock_output_folder(hparams["output_folder"])
@@ -206,11 +206,15 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     # corpus_format libritts (with download), folder or list: see the Data section of the YAML
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
-    datasets = dataio_prepare(hparams, train_min_duration=train.min_seconds(hparams))
+    hparams["item_seeds"] = ItemSeeds(hparams["seed"])  # the training crops' draws (the Brain sets the epoch)
+    datasets = dataio_prepare(hparams, hparams["item_seeds"], train_min_duration=train.min_seconds(hparams))
     device = run_opts.get("device") or sb.utils.distributed.infer_device()
     loaders = {stage: loader_kwargs(hparams, stage, datasets[stage], device) for stage in SPLITS}
 
-    pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None  # fine-tuning
+    try:  # fine-tuning; a run's checkpoint is verified (a damaged file is named)
+        pretrained = pretrained_codec(hparams["init_from"]) if hparams.get("init_from") else None
+    except DamagedCheckpointError as error:
+        raise SystemExit(f"error: --init_from {hparams['init_from']}: {error}") from error
     encoder_weights = _load_encoder(hparams, pretrained)  # before the feature cache, which hashes it
     if hparams.get("feature_cache", False):
         _add_feature_caches(hparams, datasets, device, train)

@@ -155,7 +155,9 @@ class DecoderStage(CodecBrain):
         )
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
-        """After training: next learning rate for both optimizers, checkpoint; log every stage."""
+        """After training: next learning rate for both optimizers; log every stage; checkpoint at the end of
+        the epoch's last stage (validation when there is one), so that a resumed run never skips a
+        validation (nor its log line)."""
         stats = {"loss": stage_loss, **self.tracked_means(), **self.quality_stats(stage)}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
@@ -163,20 +165,25 @@ class DecoderStage(CodecBrain):
             for optimizer in self.optimizers_dict.values():
                 update_learning_rate(optimizer, lr)
             self.stats_meta = {"epoch": epoch, "steps": self.optimizer_step, "lr": lr}
-            # On every process: SpeechBrain synchronises them and writes on the main one only
-            self.checkpointer.save_and_keep_only(
-                meta={"loss": stage_loss, "epoch": epoch},
-                max_keys=["epoch"],
-                num_to_keep=self.hparams.keep_checkpoints,
-            )
             if epoch % self.hparams.valid_freq != 0:
                 self.hparams.train_logger.log_stats(stats_meta=self.stats_meta, train_stats=stats)
+                self._save_epoch(epoch)
         elif stage == sb.Stage.VALID:
             self.hparams.train_logger.log_stats(
                 stats_meta=self.stats_meta, train_stats=self.train_stats, valid_stats=stats
             )
             self.log_progress()
+            self._save_epoch(epoch)
         else:
             self.hparams.train_logger.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
             )
+
+    def _save_epoch(self, epoch: int) -> None:
+        """The end-of-epoch checkpoint (meta: the training loss and the epoch; the latest ones kept). On
+        every process: SpeechBrain synchronises them and writes on the main one only."""
+        self.checkpointer.save_and_keep_only(
+            meta={"loss": self.train_stats["loss"], "epoch": epoch},
+            max_keys=["epoch"],
+            num_to_keep=self.hparams.keep_checkpoints,
+        )
