@@ -39,6 +39,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no_fallback", action="store_true", help="no DNSMOS/Resemblyzer replacements")
     parser.add_argument("--utmos_source", default="tarepan/SpeechMOS:v1.2.0")
     parser.add_argument("--whisper_source", default="openai/whisper-small")
+    parser.add_argument(
+        "--whisper_language",
+        default="en",
+        help="the language Whisper transcribes for dWER/dCER (en, zh, ru, ...)",
+    )
     parser.add_argument("--sv_source", default="microsoft/wavlm-base-sv")
     parser.add_argument(
         "--num_saved_audios",
@@ -86,6 +91,7 @@ def main(argv: list[str]) -> int:
             utmos_source=args.utmos_source,
             whisper_source=args.whisper_source,
             sv_source=args.sv_source,
+            whisper_language=args.whisper_language,
         )
 
     keys = [key.strip() for key in args.metrics.split(",") if key.strip()]

@@ -146,9 +146,12 @@ class DWER(ModelMetric):
         return processor, model
 
     def normalizer(self, processor):
-        """Whisper's English text normaliser with the tokenizer's spelling table."""
-        from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+        """Whisper's English text normaliser with the tokenizer's spelling table; for another ``language``,
+        its language-agnostic one (lower case, punctuation and symbols removed)."""
+        from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
+        if self._normalizer is None and self.language != "en":
+            self._normalizer = BasicTextNormalizer()
         if self._normalizer is None:
             spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None)
             if spelling is None:

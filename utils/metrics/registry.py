@@ -62,6 +62,7 @@ class MetricSettings:
     whisper_source: str = WHISPER_SOURCE
     sv_source: str = SV_SOURCE
     cache_dir: str | None = None
+    whisper_language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ SPECS = (
     MetricSpec(
         key="dwer",
         name="dWER/dCER",
-        build=lambda s, _: DWER(s.sample_rate, s.whisper_source, cache_dir=s.cache_dir),
+        build=lambda s, _: DWER(
+            s.sample_rate, s.whisper_source, cache_dir=s.cache_dir, language=s.whisper_language
+        ),
         signals="pair",
         offline_hint="pass whisper_source=<local folder saved with save_pretrained> to use Whisper offline",
         default=True,

@@ -57,6 +57,8 @@ class QualityMetrics:
     whisper_source : Whisper hub id or local ``save_pretrained`` folder.
     sv_source : x-vector model hub id or local ``save_pretrained`` folder.
     cache_dir : Hugging Face cache folder for Whisper and the SV model (default: the usual HF cache).
+    whisper_language : the language Whisper transcribes for dWER/dCER (``en``, the original's; ``zh``,
+        ``ru``, ...: another language, normalised with Whisper's language-agnostic normaliser).
 
     The arguments other than ``metrics`` and ``fallback`` are kept in ``settings`` (and readable as
     attributes, e.g. ``sample_rate``).
@@ -72,9 +74,16 @@ class QualityMetrics:
         whisper_source: str = WHISPER_SOURCE,
         sv_source: str = SV_SOURCE,
         cache_dir: str | None = None,
+        whisper_language: str = "en",
     ) -> None:
         self.settings = MetricSettings(
-            sample_rate, utmos_source, utmos_checkpoint, whisper_source, sv_source, cache_dir
+            sample_rate,
+            utmos_source,
+            utmos_checkpoint,
+            whisper_source,
+            sv_source,
+            cache_dir,
+            whisper_language,
         )
         self.fallback = fallback
         self.requested = resolve_metrics(metrics)

@@ -128,7 +128,8 @@ def _student_source(run: RunFolder, teacher: nn.Module) -> RunFolder:
     if file is None or not Path(file).is_file():
         raise RunFolderError(
             f"{run.folder} was not trained on a distilled encoder that still exists ({run.encoder_weights}): "
-            "stage 5 starts from a stage-4 run made with --encoder_checkpoint <stage-3 output folder>"
+            "--quantizer_checkpoint takes a stage-4 run made with --encoder_checkpoint <stage-3 output "
+            "folder>; give another stage-4 run (e.g. one fine-tuned from a codec) as --init_from instead"
         )
     source = read_run(file)
     source.require_stage("encoder")
