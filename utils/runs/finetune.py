@@ -71,8 +71,8 @@ class PretrainedMismatchError(ValueError):
 @dataclass
 class PretrainedCodec:
     """The parts of a pretrained codec with their weights (``state`` per part name), and where its encoder
-    weights come from in the form a run folder records (``None`` for a Hub id: the recipe then takes the
-    encoder of ``encoder_hub``)."""
+    weights come from in the form a run folder records (``None`` for a Hub id: the recipe records it as
+    ``{"hub": <id>}``, or takes the download of ``encoder_hub`` when it is that codec)."""
 
     source: str
     parts: dict[str, Part]
@@ -105,7 +105,7 @@ def pretrained_codec(
     source = os.fspath(source)
     if "+" in source and all(is_run(run) for run in source.split("+", 1)):
         codec = codec_from_runs(*source.split("+", 1), allow_random_encoder=True)
-        return _from_codec(source, codec, _run_encoder_weights(read_run(source.split("+", 1)[0])))
+        return _from_codec(source, codec, _run_encoder_weights(read_run(source.split("+", 1)[0]), None))
     if is_run(source):
         run = read_run(source)
         checkpoint = run.checkpoint()
@@ -113,7 +113,7 @@ def pretrained_codec(
         for name, part in run.parts.items():
             if part.recoverable is not None:  # the average of its weights when the run kept one
                 state[name] = load_state_dict_file(run.weights_file(name, checkpoint))
-        return PretrainedCodec(source, run.parts, state, _run_encoder_weights(run))
+        return PretrainedCodec(source, run.parts, state, _run_encoder_weights(run, checkpoint))
     if not Path(source).exists() and not looks_like_hub_id(source):
         raise FileNotFoundError(
             f"{source} does not exist: give an official-format folder (config.json + model.safetensors), a "
@@ -124,8 +124,12 @@ def pretrained_codec(
     return _from_codec(source, FocalCodec.from_pretrained(source, **dict(hf_kwargs or {})), local)
 
 
-def _run_encoder_weights(run: RunFolder) -> dict[str, Any]:
-    """A run's encoder record, as a run fine-tuned from it records it (a random encoder is saved again)."""
+def _run_encoder_weights(run: RunFolder, checkpoint: Path | None) -> dict[str, Any]:
+    """Where the weights of a run's encoder part are, as a run fine-tuned from it records them: a trained
+    encoder's (stages 3, 5) file in ``checkpoint`` (default: the best); else the frozen encoder's record (a
+    random encoder is saved again)."""
+    if run.parts["encoder"].recoverable is not None:
+        return {"checkpoint": str(run.weights_file("encoder", checkpoint).resolve())}
     return {"random_init": True} if run.random_encoder else dict(run.encoder_weights)
 
 
