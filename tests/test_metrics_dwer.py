@@ -7,7 +7,7 @@ import pytest
 import torch
 from metric_signals import pad_batch, tone
 
-from utils.metrics import DWER
+from utils.metrics import DWER, QualityMetrics
 from utils.metrics.dwer import error_counts
 
 pytest_plugins = ("metric_models",)
@@ -69,3 +69,14 @@ def test_dwer_local_whisper_folder_and_length_masking(whisper_dir, tmp_path):
     text = (tmp_path / "dwer.txt").read_text()
     assert text.startswith("dWER 0.00%") and "audio beyond 30 s is not transcribed" in text
     assert text.count("\n  hyp: ") == 4
+
+
+def test_another_language_is_transcribed_in_it_and_normalised_without_english_rules():
+    """``whisper_language`` (YAML, ``evaluate_codec.py --whisper_language``): Whisper transcribes in that
+    language, and the transcripts are normalised by Whisper's language-agnostic normaliser."""
+    assert QualityMetrics(metrics=["dwer"], whisper_language="zh").metrics["dwer"].language == "zh"
+    metric = DWER(language="zh", model=object(), processor=object())  # ready: nothing is loaded
+    metric.add_transcripts(["utt"], ["你好，世界！"], ["你好 世界"])
+    assert metric.summarize() == {"dWER": 0.0, "dCER": 0.0}
+    metric.add_transcripts(["utt2"], ["你好"], ["你们好"])
+    assert metric.summarize()["dCER"] > 0
