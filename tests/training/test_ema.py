@@ -78,6 +78,7 @@ def test_validation_and_test_use_the_average_and_a_resumed_run_restores_it(tmp_p
     assert all(torch.equal(value, averaged[key]) for key, value in average.state_dict().items())
 
 
+@pytest.mark.slow
 def test_the_progress_figures_of_both_weights(tmp_path):
     torch.manual_seed(0)
     overrides = {**TINY_VOCOS, "ema_decay": 0.5, "ema_log_raw": True, "output_folder": str(tmp_path)}

@@ -84,6 +84,7 @@ def test_the_warning_fires_when_the_discriminator_is_made_to_win(multiplier, tmp
     assert all(row["gan g_grad_norm"] > 0 and row["gan d_grad_norm"] > 0 for row in rows)
 
 
+@pytest.mark.slow
 def test_the_mel_warm_up_and_the_discriminator_learning_rate(tmp_path):
     """One mel-only step, then GAN steps; the discriminator's learning rate stays half the generator's.
     Without clipping (the original mode's step) the diagnostics still measure both gradient norms."""
