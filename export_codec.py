@@ -6,9 +6,10 @@ and ``model.json`` for the upstream package's local loader).
 
 ``--quantizer`` is the output folder of ``train_quantizer.py`` (50, 25 or 12.5 Hz; the checkpoint with the
 lowest validation loss by default, or one ``CKPT+*`` folder), ``--decoder`` that of ``train_decoder.py``
-(the checkpoint with the highest epoch, or one ``CKPT+*`` folder / ``generator.ckpt``). The frozen encoder's
-weights are those the quantizer run used (its ``encoder_checkpoint``, or the cached download of
-``encoder_hub``) unless ``--encoder_checkpoint`` is given. The result loads with
+(the checkpoint with the highest epoch, or one ``CKPT+*`` folder / ``generator.ckpt``). Where a run kept an
+average of its weights (``ema_decay``), the average is exported (``--raw_weights``: the trained ones). The
+frozen encoder's weights are those the quantizer run used (its ``encoder_checkpoint``, or the cached
+download of ``encoder_hub``) unless ``--encoder_checkpoint`` is given. The result loads with
 ``FocalCodec.from_pretrained("my_codec")`` and ``python -m focalcodec.cli`` here, and with
 ``FocalCodec.from_pretrained("my_codec/model")`` in the upstream ``focalcodec`` package (a local path is a
 stem there). The folder can be pushed to the Hugging Face Hub as is.
@@ -59,6 +60,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="export a run trained with encoder_random_init: True (tests and smoke runs only)",
     )
     parser.add_argument(
+        "--raw_weights",
+        action="store_true",
+        help="take the trained weights even where a run kept their average (ema_decay; default: the average)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace config.json/model.safetensors in an existing folder"
     )
     return parser.parse_args(argv)
@@ -86,6 +92,7 @@ def main(argv: list[str]) -> int:
             quantizer_checkpoint=args.quantizer_checkpoint,
             encoder_checkpoint=args.encoder_checkpoint,
             allow_random_encoder=args.allow_random_encoder,
+            ema=not args.raw_weights,
         )
     except (OSError, ValueError, RuntimeError) as error:  # missing files, mismatches, unloadable weights
         print(f"error: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ Training: docs/training.md (FocalCodec-Stream stage 1: docs/stream.md).
 
 import sys
 
-from utils.runs import init_from_pretrained
+from utils.runs import init_stage
 from utils.training.recipe import setup_recipe, train_and_test
 from utils.training.stages.decoder import DecoderStage
 
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, DecoderStage.train_items)
     hparams = recipe.hparams
     if recipe.pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
-        init_from_pretrained(recipe.pretrained, hparams=hparams, generator=hparams["generator"])
+        init_stage(recipe.pretrained, hparams, DecoderStage.trained_parts)
     hparams["progress"].select(recipe.datasets["valid"])
     train_and_test(DecoderStage, recipe, max_key="epoch")
 

@@ -8,7 +8,8 @@ The student starts as the teacher with the stage-2 causal positional embedding; 
 position embeddings stay frozen. Each of its transformer layers learns the teacher's layer output on the same
 audio (causal frames paired by index with the teacher's, the 1-2 extra causal frames at the end dropped),
 weighted by ``distill_weights`` (deeper layers weigh more). The output folder is stage 4's
-``--encoder_checkpoint``.
+``--encoder_checkpoint``. ``--init_from <causal codec>`` starts the student from that codec's encoder
+instead (no stage-2 run needed).
 
 The Brain is :class:`EncoderStage` (``utils/training/stages/encoder.py``); this script wires it up.
 
@@ -17,7 +18,7 @@ The five stages: docs/stream.md.
 
 import sys
 
-from utils.runs import init_student_encoder
+from utils.runs import freeze_positions, init_stage, init_student_encoder
 from utils.training.recipe import setup_recipe, train_and_test
 from utils.training.stages.encoder import EncoderStage
 
@@ -28,7 +29,17 @@ def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, EncoderStage.train_items)
     hparams = recipe.hparams
     student, teacher = hparams["student_encoder"], hparams["encoder"]
-    init_student_encoder(student, teacher, hparams["student_encoder_posemb_checkpoint"])
+    if recipe.pretrained is not None:  # a causal codec's encoder (positional embeddings then frozen)
+        init_stage(recipe.pretrained, hparams, EncoderStage.trained_parts)
+        freeze_positions(student)
+    elif hparams["student_encoder_posemb_checkpoint"] is None:
+        raise SystemExit(
+            "error: stage 3 starts from the stage-2 output folder (--student_encoder_posemb_checkpoint "
+            "results/stream/conv_posemb/0) or from a causal codec (--init_from, e.g. "
+            "lucadellalib/focalcodec_50hz_4k_causal)"
+        )
+    else:
+        init_student_encoder(student, teacher, hparams["student_encoder_posemb_checkpoint"])
     train_and_test(EncoderStage, recipe, min_key="loss")
 
 

@@ -18,7 +18,7 @@ The five stages: docs/stream.md.
 
 import sys
 
-from utils.runs import init_joint_from_codec, init_joint_stage, listening_decoder
+from utils.runs import freeze_positions, init_joint_stage, init_stage, listening_decoder
 from utils.training.recipe import setup_recipe, train_and_test
 from utils.training.stages.joint import JointStage
 
@@ -29,10 +29,11 @@ def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, JointStage.train_items)
     hparams, pretrained = recipe.hparams, recipe.pretrained
     # Listen through the stage-1 decoder, or the fine-tuned codec's, or none
-    listening = listening_decoder(hparams, pretrained)
+    listening_decoder(hparams, pretrained)
     # Start from the stage-4 run, or from a codec (init_from); this run's checkpoint still wins on resume
-    if pretrained is not None:
-        init_joint_from_codec(hparams, pretrained, listening)
+    if pretrained is not None:  # its encoder is the student's (positional embeddings then frozen)
+        init_stage(pretrained, hparams, JointStage.trained_parts)
+        freeze_positions(hparams["student_encoder"])
     else:
         init_joint_stage(hparams)
     train_and_test(JointStage, recipe, min_key="loss")

@@ -6,7 +6,8 @@ one of the frozen WavLM6 teacher.
 
 Student and teacher see the same input, the teacher's positional-embedding input (its CNN front end and
 projection: cached with ``--feature_cache True``); the student, a copy of the teacher's convolution made
-causal (left context only), learns to give the teacher's output (masked MSE). The output folder is stage 3's
+causal (left context only), learns to give the teacher's output (masked MSE); ``--init_from <causal codec>``
+starts it from that codec's encoder's instead. The output folder is stage 3's
 ``--student_encoder_posemb_checkpoint``.
 
 The Brain is :class:`PosembStage` (``utils/training/stages/posemb.py``); this script wires it up.
@@ -16,6 +17,7 @@ The five stages: docs/stream.md.
 
 import sys
 
+from utils.runs import init_stage
 from utils.training.recipe import setup_recipe, train_and_test
 from utils.training.stages.posemb import PosembStage
 
@@ -25,9 +27,11 @@ PosembDistillation = PosembStage  # its name before the stages were named (kept 
 def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, PosembStage.train_items)
     hparams = recipe.hparams
-    # The student starts as the teacher's convolution (same shapes; only the padding differs)
-    teacher = hparams["encoder"].encoder.positional_embedding
-    hparams["student_posemb"].load_state_dict(teacher.state_dict(), strict=True)
+    if recipe.pretrained is not None:  # a causal codec's positional embedding (or a stage-2 run's)
+        init_stage(recipe.pretrained, hparams, PosembStage.trained_parts)
+    else:  # the teacher's convolution (same shapes; only the padding differs)
+        teacher = hparams["encoder"].encoder.positional_embedding
+        hparams["student_posemb"].load_state_dict(teacher.state_dict(), strict=True)
     train_and_test(PosembStage, recipe, min_key="loss")
 
 

@@ -15,7 +15,7 @@ Training: docs/training.md (FocalCodec-Stream stage 4: docs/stream.md).
 
 import sys
 
-from utils.runs import init_from_pretrained, listening_decoder
+from utils.runs import init_stage, listening_decoder
 from utils.training.recipe import setup_recipe, train_and_test
 from utils.training.stages.quantizer import QuantizerStage
 
@@ -26,10 +26,9 @@ def main(argv: list[str]) -> None:
     recipe = setup_recipe(argv, QuantizerStage.train_items)
     hparams, pretrained = recipe.hparams, recipe.pretrained
     # Listen through the decoder stage's decoder, or the fine-tuned codec's, or none
-    listening = listening_decoder(hparams, pretrained)
+    listening_decoder(hparams, pretrained)
     if pretrained is not None:  # fine-tuning (this run's checkpoint still wins on resume)
-        trained = {key: hparams[key] for key in QuantizerStage.trained_parts.values()}
-        init_from_pretrained(pretrained, hparams=hparams, **trained, **listening)
+        init_stage(pretrained, hparams, QuantizerStage.trained_parts)
     train_and_test(QuantizerStage, recipe, min_key="loss")
 
 

@@ -4,7 +4,7 @@ picking a checkpoint (verified against its recorded checksums), every source of 
 runs as one codec, and initialising a stage from a codec or a run. See docs/run-folder.md.
 
 Modules, in dependency order: ``checkpoints``, ``fingerprint``, ``encoder_weights``, ``folder``, ``legacy``,
-``read``, ``decoder``, ``export``, ``finetune``, ``stream_chain``, ``frozen_encoder``.
+``read``, ``decoder``, ``export``, ``partial``, ``finetune``, ``stream_chain``, ``frozen_encoder``.
 """
 
 from utils.runs.checkpoints import (
@@ -31,7 +31,9 @@ from utils.runs.finetune import (
     PretrainedCodec,
     PretrainedMismatchError,
     init_from_pretrained,
+    init_stage,
     listening_decoder,
+    load_pretrained,
     pretrained_codec,
     setting_mismatches,
 )
@@ -47,11 +49,11 @@ from utils.runs.folder import (
     write_run_folder,
 )
 from utils.runs.frozen_encoder import load_frozen_encoder
+from utils.runs.partial import INIT_FROM_FILE, InitRecord, LoadReport
 from utils.runs.read import read_run
 from utils.runs.stream_chain import (
     distilled_encoder_file,
     freeze_positions,
-    init_joint_from_codec,
     init_joint_stage,
     init_student_encoder,
     load_with_new_refiner,
@@ -60,11 +62,14 @@ from utils.runs.stream_chain import (
 __all__ = [
     "ENCODER_FILE",
     "FILES_KEY",
+    "INIT_FROM_FILE",
     "PARTS_FILE",
     "WAVLM6_HUB_ID",
     "DamagedCheckpointError",
     "EncoderMismatchError",
     "EncoderWeightsUnavailableError",
+    "InitRecord",
+    "LoadReport",
     "Part",
     "PretrainedCodec",
     "PretrainedMismatchError",
@@ -81,13 +86,14 @@ __all__ = [
     "find_checkpoint",
     "freeze_positions",
     "init_from_pretrained",
-    "init_joint_from_codec",
     "init_joint_stage",
+    "init_stage",
     "init_student_encoder",
     "is_run",
     "listening_decoder",
     "load_decoder",
     "load_frozen_encoder",
+    "load_pretrained",
     "load_with_new_refiner",
     "part_of",
     "pretrained_codec",

@@ -1,6 +1,7 @@
 """Every source of WavLM6 encoder weights: a local state dict, FocalCodec weight file or official folder, or
 the encoder of the released 50 Hz codec (``lucadellalib/focalcodec_50hz``), downloaded once and cached as
-``<cache_folder>/wavlm6.pt``; and the check that causal weights go to a causal encoder (and the reverse).
+``<cache_folder>/wavlm6.pt`` (another released codec's encoder as ``<namespace>--<name>.encoder.pt``); and
+the check that causal weights go to a causal encoder (and the reverse).
 """
 
 import json
@@ -40,11 +41,20 @@ class EncoderMismatchError(ValueError):
     """Encoder weights given for a module they do not fit (a causal encoder for a non-causal one, ...)."""
 
 
+def _cache_name(hub: str) -> str:
+    """The file a released codec's encoder is cached as: ``wavlm6.pt`` for ``lucadellalib/focalcodec_50hz``
+    (the frozen encoder of the first recipe), ``<namespace>--<name>.encoder.pt`` for another one (e.g. a
+    causal codec's encoder, FocalCodec-Stream stage 4 fine-tuned from it)."""
+    return CACHE_NAME if hub == WAVLM6_HUB_ID else f"{hub.replace('/', '--')}.encoder.pt"
+
+
 def _kind(causal: bool) -> str:
     return "causal" if causal else "non-causal (full-context)"
 
 
-def require_causality(encoder: torch.nn.Module, causal: bool | None, source: str, role: str) -> None:
+def require_causality(
+    encoder: torch.nn.Module, causal: bool | None, source: str, role: str, advice: str = ""
+) -> None:
     """Refuse the weights of a causal encoder for a non-causal ``encoder``, and the reverse: both have the
     same weight names and shapes, so they would load silently and compute other features.
 
@@ -54,6 +64,7 @@ def require_causality(encoder: torch.nn.Module, causal: bool | None, source: str
     causal : whether the source is causal (``None``: it does not say, e.g. a bare state dict).
     source : the source, as the user gave it (e.g. ``--encoder_checkpoint <path>``).
     role : what ``encoder`` is, with its YAML key (e.g. "this stage's frozen teacher (encoder)").
+    advice : what else to do, appended to the error.
     """
     expected = bool(encoder.config["causal"])
     if causal is None or bool(causal) == expected:
@@ -62,7 +73,7 @@ def require_causality(encoder: torch.nn.Module, causal: bool | None, source: str
     raise EncoderMismatchError(
         f"{source} holds a {_kind(bool(causal))} WavLM encoder, but {role} is {_kind(expected)}. Causal "
         "and non-causal encoders have the same weight names and shapes, so it would load silently and "
-        f"compute other features. Give a {_kind(expected)} encoder there{hint}."
+        f"compute other features. Give a {_kind(expected)} encoder there{hint}.{advice}"
     )
 
 
@@ -132,6 +143,6 @@ def encoder_state_dict(
             from huggingface_hub.constants import HF_HUB_CACHE
 
             cache_folder = HF_HUB_CACHE
-        checkpoint = Path(cache_folder) / CACHE_NAME
+        checkpoint = Path(cache_folder) / _cache_name(hub)
         run_on_main(_download_wavlm6, kwargs={"cache_file": checkpoint, "hub_id": hub})
     return wavlm6_state_dict(checkpoint, encoder)

@@ -90,6 +90,7 @@ def codec_from_runs(
     quantizer_checkpoint: str = "best",
     encoder_checkpoint: str | os.PathLike | None = None,
     allow_random_encoder: bool = False,
+    ema: bool = True,
 ) -> FocalCodec:
     """The whole codec of a quantizer-stage run and a decoder-stage run.
 
@@ -105,6 +106,8 @@ def codec_from_runs(
         joint run, whose encoder is trained.
     allow_random_encoder : accept runs trained with ``encoder_random_init: True`` (their saved random
         encoder is used); for tests and smoke runs only.
+    ema : take the average of the trained weights where a run kept one (``ema_decay``, named ``ema`` in its
+        ``parts.json``); False: the trained weights themselves.
 
     Returns
     -------
@@ -130,7 +133,9 @@ def codec_from_runs(
     else:
         codec.encoder.load_state_dict(frozen_state, strict=True)
     for name in trained:
-        quantizer.load_part(name, getattr(codec, name), checkpoint)
-    decoder.load_part("decoder", codec.decoder)
-    logger.info(f"{', '.join(trained).capitalize()}: {checkpoint}; decoder: {decoder.checkpoint()}")
+        quantizer.load_part(name, getattr(codec, name), checkpoint, ema)
+    decoder.load_part("decoder", codec.decoder, ema=ema)
+    files = [quantizer.weights_file(name, checkpoint, ema).name for name in trained]
+    files.append(decoder.weights_file("decoder", ema=ema).name)
+    logger.info(f"{', '.join(trained).capitalize()}: {checkpoint}; decoder: {decoder.checkpoint()} ({files})")
     return codec.requires_grad_(False).eval()

@@ -46,11 +46,14 @@ class RunFolderError(ValueError):
 
 @dataclass(frozen=True)
 class Part:
-    """One part of the codec: its class name in ``focalcodec.codec.REGISTRY`` and constructor config."""
+    """One part of the codec: its class name in ``focalcodec.codec.REGISTRY`` and constructor config; for a
+    trained part, the checkpoint file of its weights (``recoverable``) and of their average (``ema``, with
+    ``ema_decay``)."""
 
     name: str
     config: dict[str, Any]
     recoverable: str | None = None
+    ema: str | None = None
 
     def build(self) -> nn.Module:
         return REGISTRY[self.name](**self.config)
@@ -66,12 +69,12 @@ def is_run(path: str | os.PathLike) -> bool:
     )
 
 
-def part_of(module: nn.Module, recoverable: str | None = None) -> Part:
+def part_of(module: nn.Module, recoverable: str | None = None, ema: str | None = None) -> Part:
     """The :class:`Part` of a built module (SpeechBrain's training BSQ maps to the inference BSQ)."""
     if hasattr(module, "config"):
-        return Part(type(module).__name__, dict(module.config), recoverable)
+        return Part(type(module).__name__, dict(module.config), recoverable, ema)
     if hasattr(module, "code_dim"):  # speechbrain.lobes.models.bsq.BinarySphericalQuantizer
-        return Part("BinarySphericalQuantizer", {"codebook_size": 2**module.code_dim}, recoverable)
+        return Part("BinarySphericalQuantizer", {"codebook_size": 2**module.code_dim}, recoverable, ema)
     raise TypeError(f"{type(module).__name__} does not record its constructor config")
 
 
@@ -107,6 +110,8 @@ def _part_json(part: Part) -> dict[str, Any]:
     record: dict[str, Any] = {"name": part.name, "config": part.config}
     if part.recoverable is not None:
         record["recoverable"] = part.recoverable
+    if part.ema is not None:
+        record["ema"] = part.ema
     return record
 
 
@@ -157,10 +162,20 @@ class RunFolder:
         files = [f"{part.recoverable}.ckpt" for part in self.parts.values() if part.recoverable]
         return find_checkpoint(self.path, files, which, **self.best)
 
-    def load_part(self, name: str, module: nn.Module, checkpoint: Path | None = None) -> nn.Module:
-        """Load a trained part's weights (strictly) from ``checkpoint`` (default: :meth:`checkpoint`)."""
-        part = self.parts[name]
-        file = (checkpoint or self.checkpoint()) / f"{part.recoverable}.ckpt"
+    def weights_file(self, name: str, checkpoint: Path | None = None, ema: bool = True) -> Path:
+        """The file of a trained part's weights in ``checkpoint`` (default: :meth:`checkpoint`): their average
+        when the run kept one (``ema``, and the checkpoint holds it), else the trained weights."""
+        part, folder = self.parts[name], checkpoint or self.checkpoint()
+        if ema and part.ema is not None and (folder / f"{part.ema}.ckpt").is_file():
+            return folder / f"{part.ema}.ckpt"
+        return folder / f"{part.recoverable}.ckpt"
+
+    def load_part(
+        self, name: str, module: nn.Module, checkpoint: Path | None = None, ema: bool = True
+    ) -> nn.Module:
+        """Load a trained part's weights (strictly) from ``checkpoint`` (default: :meth:`checkpoint`): their
+        average when the run kept one, unless ``ema`` is False (:meth:`weights_file`)."""
+        file = self.weights_file(name, checkpoint, ema)
         try:
             module.load_state_dict(load_state_dict_file(file), strict=True)
         except RuntimeError as error:

@@ -56,6 +56,12 @@ def load_frozen_encoder(
         checkpoint = str(distilled_encoder_file(checkpoint, encoder))
     elif checkpoint is not None:
         require_causality(encoder, stated_causality(checkpoint), f"--encoder_checkpoint {checkpoint}", role)
+    elif hub_id == WAVLM6_HUB_ID:  # the released full-context WavLM6
+        advice = (
+            " FocalCodec-Stream stage 4 takes --encoder_checkpoint <stage-3 output folder> or --init_from "
+            "<a causal codec>, e.g. lucadellalib/focalcodec_50hz_4k_causal."
+        )
+        require_causality(encoder, False, f"encoder_hub {hub_id}", role, advice)
     encoder.load_state_dict(encoder_state_dict(encoder, checkpoint, hub_id, cache_folder), strict=True)
     if checkpoint is not None:
         logger.info(f"Loaded the frozen WavLM6 encoder from {checkpoint}")

@@ -20,20 +20,21 @@ from torch import nn
 
 from focalcodec.wavlm import WavLM
 from utils.runs.finetune import (
-    PretrainedCodec,
+    REFINER,
     PretrainedMismatchError,
     init_from_pretrained,
+    init_refiner,
     pretrained_codec,
     setting_mismatches,
 )
 from utils.runs.fingerprint import encoder_fingerprint
 from utils.runs.folder import RunFolder, RunFolderError
+from utils.runs.partial import load_by_name
 from utils.runs.read import read_run
 
 __all__ = [
     "distilled_encoder_file",
     "freeze_positions",
-    "init_joint_from_codec",
     "init_joint_stage",
     "init_student_encoder",
     "load_with_new_refiner",
@@ -104,7 +105,7 @@ def distilled_encoder_file(run_path: str | os.PathLike, encoder: WavLM) -> Path:
         setting_mismatches(run.parts["encoder"], "encoder_", settings),
         f"The encoder distilled in {run.folder} does not fit this encoder",
     )
-    return run.checkpoint() / f"{run.parts['encoder'].recoverable}.ckpt"
+    return run.weights_file("encoder")
 
 
 def load_with_new_refiner(decompressor: nn.Module, state: dict[str, torch.Tensor], init: str) -> None:
@@ -115,14 +116,10 @@ def load_with_new_refiner(decompressor: nn.Module, state: dict[str, torch.Tensor
     strictly."""
     if init not in ("identity", "random"):
         raise ValueError(f"decompressor_refiner_init must be identity or random, got {init!r}")
-    missing, unexpected = decompressor.load_state_dict(state, strict=False)
-    if unexpected or any(not key.startswith("refiner.") for key in missing):
-        decompressor.load_state_dict(state, strict=True)  # raises, listing every mismatch
-    if missing and init == "identity":
-        nn.init.zeros_(decompressor.refiner.out_proj.weight)
-        nn.init.zeros_(decompressor.refiner.out_proj.bias)
-    if missing:
-        logger.info(f"New refiner in the decompressor, initialised: {init}")
+    allowed = REFINER if any(key.startswith(REFINER) for key in decompressor.state_dict()) else ""
+    report = load_by_name(decompressor, state, "decompressor", "decompressor", partial=False, allowed=allowed)
+    if report.new:
+        init_refiner(decompressor, init)
 
 
 def _student_source(run: RunFolder, teacher: nn.Module) -> RunFolder:
@@ -131,25 +128,13 @@ def _student_source(run: RunFolder, teacher: nn.Module) -> RunFolder:
     if file is None or not Path(file).is_file():
         raise RunFolderError(
             f"{run.folder} was not trained on a distilled encoder that still exists ({run.encoder_weights}): "
-            "stage 5 starts from a stage-4 run made with --encoder_checkpoint <stage-3 output folder>"
+            "--quantizer_checkpoint takes a stage-4 run made with --encoder_checkpoint <stage-3 output "
+            "folder>; give another stage-4 run (e.g. one fine-tuned from a codec) as --init_from instead"
         )
     source = read_run(file)
     source.require_stage("encoder")
     _require_teacher(source, teacher, "The encoder")
     return source
-
-
-def init_joint_from_codec(
-    hparams: dict[str, Any], pretrained: PretrainedCodec, listening: dict[str, nn.Module]
-) -> None:
-    """Stage 5 starts from a whole causal codec (``init_from``: e.g. a released causal checkpoint): its
-    encoder initialises the trained ``student_encoder`` (positional and relative embeddings then frozen),
-    its compressor, quantizer and decompressor theirs, and its decoder the ``listening`` one when given
-    (:func:`utils.runs.finetune.listening_decoder`); all strictly. The frozen teacher is not taken from it: it
-    comes from ``encoder_checkpoint`` / ``encoder_hub`` (utils/training/recipe.py, ``init_from_encoder``)."""
-    trained = ("student_encoder", "compressor", "quantizer", "decompressor")
-    init_from_pretrained(pretrained, hparams=hparams, **{key: hparams[key] for key in trained}, **listening)
-    freeze_positions(hparams["student_encoder"])
 
 
 def init_joint_stage(hparams: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """The parts of a ``sb.Brain`` every training stage shares: frozen-encoder features, validation frequency,
-resynthesized-audio dumps, audio-quality metrics and running means of extra statistics."""
+resynthesized-audio dumps, audio-quality metrics, running means of extra statistics and the optional
+average of the trained weights (``ema_decay``, utils/training/ema.py)."""
 
+import contextlib
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +18,7 @@ from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
 from utils.evaluation import ModelScores, write_outputs
 from utils.metrics import QualityMetrics
 from utils.training.data import TrainItems
+from utils.training.ema import WeightAverage, ema_name
 from utils.training.resume import ResumePoint, ResumingLoader
 from utils.training.train_logger import plot_training_curves
 
@@ -88,17 +91,22 @@ class CodecBrain(sb.Brain):
         self.resume_point = ResumePoint(self)
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("resume_point", self.resume_point, optional_load=True)
+        self.averages: dict[str, WeightAverage] = {}  # YAML key -> its EMA (with ema_decay)
+        self.raw_stats: dict[str, float] = {}  # validation figures of the trained weights (ema_log_raw)
 
     def on_fit_start(self) -> None:
         """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume: exactly where
-        the last intact checkpoint was, see utils/training/resume.py). Without a checkpoint training starts
-        afresh, and so does its train log."""
+        the last intact checkpoint was, see utils/training/resume.py), with the weight averages (resumed, or
+        started at the weights the run starts from). Without a checkpoint training starts afresh, and so does
+        its train log."""
         self._frozen_to_device()
+        self._add_weight_averages()
         self.resume_point.armed = True
         try:
             super().on_fit_start()
         finally:
             self.resume_point.armed = False
+        self._start_weight_averages()
         if self.checkpointer is not None and not self.checkpointer.list_checkpoints() and if_main_process():
             self.resume_point.cut_train_log(0)
 
@@ -107,6 +115,41 @@ class CodecBrain(sb.Brain):
         iterating (:class:`~utils.training.resume.ResumingLoader`)."""
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
         return ResumingLoader(loader, self.resume_point) if stage == sb.Stage.TRAIN else loader
+
+    def _add_weight_averages(self) -> None:
+        """With ``ema_decay``: an average of each trained module, checkpointed (``ema_<key>``; optional to
+        load, so that a run can turn it on when resumed). Flags them as not loaded, before a recovery."""
+        decay = getattr(self.hparams, "ema_decay", None)
+        if decay is not None and not self.averages:
+            for key in self.trained_parts.values():
+                self.averages[key] = WeightAverage(getattr(self.hparams, key), decay)
+                if self.checkpointer is not None:
+                    self.checkpointer.add_recoverable(ema_name(key), self.averages[key], optional_load=True)
+        for average in self.averages.values():
+            average.loaded = False
+
+    def _start_weight_averages(self) -> None:
+        """After a recovery: an average the checkpoint did not hold starts at the current weights."""
+        for average in self.averages.values():
+            if not average.loaded:
+                average.average.n_averaged.zero_()
+                average.update()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step: bool) -> None:
+        """After an optimizer step, average the new weights in (with ``ema_decay``)."""
+        if should_step:
+            self.update_weight_averages()
+
+    def update_weight_averages(self) -> None:
+        for average in self.averages.values():
+            average.update()
+
+    def averaged_weights(self, enable: bool = True) -> contextlib.AbstractContextManager:
+        """A block in which the trained modules hold their averaged weights (with ``ema_decay``)."""
+        stack = contextlib.ExitStack()
+        for average in self.averages.values() if enable else ():
+            stack.enter_context(average.swapped_in())
+        return stack
 
     def _compile(self) -> None:
         """With ``compile``: ``torch.compile`` every trained module (or ``compile_module_keys``) with the
@@ -144,9 +187,11 @@ class CodecBrain(sb.Brain):
             self.avg_train_loss = 0.0
 
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
-        """Move the frozen modules along, then load the best checkpoint."""
+        """Move the frozen modules along, then load the best checkpoint (and its weight averages)."""
         self._frozen_to_device()
+        self._add_weight_averages()
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        self._start_weight_averages()
 
     def _frozen_to_device(self) -> None:
         for name in self.frozen_modules:
@@ -203,9 +248,32 @@ class CodecBrain(sb.Brain):
         return sig, lens
 
     def _fit_valid(self, valid_set, epoch: int, enable: bool) -> None:
-        """Validate only every ``valid_freq`` epochs."""
-        if epoch % self.hparams.valid_freq == 0:
-            super()._fit_valid(valid_set, epoch, enable)
+        """Validate only every ``valid_freq`` epochs; with ``ema_decay`` and ``ema_log_raw``, the trained
+        weights too (their figures logged as ``raw_<name>``), before the averaged ones."""
+        if epoch % self.hparams.valid_freq != 0:
+            return
+        self.raw_stats = {}
+        if self.averages and getattr(self.hparams, "ema_log_raw", False) and valid_set is not None:
+            self.raw_stats = self._raw_validation(valid_set, epoch)
+        super()._fit_valid(valid_set, epoch, enable)
+
+    @torch.no_grad()
+    def _raw_validation(self, valid_set, epoch: int) -> dict[str, float]:
+        """The validation figures of the trained (not averaged) weights, as ``raw_<name>``: a pass that
+        scores no audio quality, writes no audio and leaves the scheduler and the checkpoints alone."""
+        self.on_stage_start(sb.Stage.VALID, epoch)
+        for average in self.averages.values():
+            average.swap_out()
+        self.quality = None
+        self.saved_audios = getattr(self.hparams, "num_saved_audios", 0)
+        self.modules.eval()
+        loss = 0.0
+        for batch in valid_set:
+            self.step += 1
+            loss = self.update_average(self.evaluate_batch(batch, stage=sb.Stage.VALID), loss)
+        self.step = 0
+        stats = {"loss": loss, **self.tracked_means(), **self.evaluation_stats(sb.Stage.VALID)}
+        return {f"raw_{name}": value for name, value in stats.items()}
 
     def evaluation_stats(self, stage: sb.Stage) -> dict[str, float]:
         """Figures a validation or test stage logs besides the loss and the tracked means (none here)."""
@@ -214,6 +282,7 @@ class CodecBrain(sb.Brain):
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
         """Log; after validation anneal the learning rate (NewBob on the validation loss) and checkpoint
         (the best by loss kept). Every stage but the decoder's, whose scheduler steps per epoch."""
+        self.swap_out_averages()
         stats = {"loss": stage_loss, **self.tracked_means()}
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
@@ -224,6 +293,7 @@ class CodecBrain(sb.Brain):
             return
         stats.update(self.evaluation_stats(stage))
         if stage == sb.Stage.VALID:
+            stats.update(self.raw_stats)
             _, lr = self.hparams.scheduler(stage_loss)
             sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
             self.hparams.train_logger.log_stats(
@@ -254,6 +324,14 @@ class CodecBrain(sb.Brain):
         self._counts: dict[str, int] = defaultdict(int)
         self._clipped: dict[str, int] = defaultdict(int)
         self.quality = self._quality_metrics(stage, epoch)
+        if stage != sb.Stage.TRAIN:  # valid and test hold the averaged weights (until on_stage_end)
+            for average in self.averages.values():
+                average.swap_in()
+
+    def swap_out_averages(self) -> None:
+        """The trained modules hold their own weights again (first thing of ``on_stage_end``)."""
+        for average in self.averages.values():
+            average.swap_out()
 
     def _quality_metrics(self, stage: sb.Stage, epoch: int | None) -> QualityMetrics | None:
         """The audio-quality metrics when this stage computes them (always at test with

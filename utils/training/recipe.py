@@ -38,6 +38,7 @@ from utils.training.data import (
     dataio_prepare,
     loader_kwargs,
 )
+from utils.training.ema import ema_name
 from utils.training.options import LAYOUT_HINT, VARIANT_KEY, check_command_line
 from utils.training.resume import make_deterministic
 from utils.training.run_lock import RunLock, RunLockedError
@@ -69,7 +70,7 @@ class Recipe:
     pretrained: PretrainedCodec | None  # the codec given by init_from (fine-tuning)
 
 
-ENCODER_TARGETS = ("encoder", "student_encoder", None)
+ENCODER_TARGETS = ("encoder", "student_encoder", "student_posemb", None)
 
 
 def _load_encoder(hparams: dict, pretrained: PretrainedCodec | None) -> dict:
@@ -77,24 +78,31 @@ def _load_encoder(hparams: dict, pretrained: PretrainedCodec | None) -> dict:
     folder records it.
 
     What the encoder of an ``init_from`` codec initialises is the YAML's ``init_from_encoder``:
-    ``encoder`` (this frozen encoder: its weights come from the codec, a local one, unless
-    ``encoder_checkpoint`` is given), ``student_encoder`` (the stage's trained encoder, loaded with the other
-    trained parts; the frozen encoder is then a teacher) or ``null``. Otherwise the weights are
-    ``encoder_checkpoint``'s, or the download of ``encoder_hub`` (or the random init). A causal encoder is
-    refused for a non-causal frozen encoder, and the reverse, wherever the source says which it is."""
+    ``encoder`` (this frozen encoder: its weights come from the codec unless ``encoder_checkpoint`` is
+    given), ``student_encoder`` or ``student_posemb`` (the stage's trained encoder, or its positional
+    embedding, loaded with the other trained parts; the frozen encoder is then a teacher) or ``null``.
+    Otherwise the weights are ``encoder_checkpoint``'s, or the download of ``encoder_hub`` (or the random
+    init). A causal encoder is refused for a non-causal frozen encoder, and the reverse, wherever the source
+    says which it is."""
     target = hparams.get("init_from_encoder", "encoder")
     if target not in ENCODER_TARGETS:
-        raise SystemExit(f"error: init_from_encoder must be encoder, student_encoder or null, got {target!r}")
+        raise SystemExit(
+            "error: init_from_encoder must be encoder, student_encoder, student_posemb or null, got "
+            f"{target!r}"
+        )
     encoder = hparams["encoder"]
-    teacher = "student_encoder" in hparams
+    teacher = "student_encoder" in hparams or "student_posemb" in hparams
     role = f"this stage's frozen {'teacher' if teacher else 'encoder'} (encoder, encoder_causal)"
     if pretrained is not None and target == "encoder":
         source = f"--init_from {pretrained.source}"
         require_causality(encoder, pretrained.parts["encoder"].config.get("causal"), source, role)
-        if hparams["encoder_checkpoint"] is None and pretrained.encoder_weights:
+        weights = pretrained.encoder_weights
+        if weights is None and pretrained.source != hparams["encoder_hub"]:  # another codec of the Hub
+            weights = {"hub": pretrained.source, "cache_folder": _cache_folder(hparams)}
+        if hparams["encoder_checkpoint"] is None and weights:
             encoder.requires_grad_(False).eval().load_state_dict(pretrained.state["encoder"], strict=True)
             logger.info(f"Loaded the frozen encoder of {pretrained.source}")
-            return pretrained.encoder_weights
+            return weights
     return load_frozen_encoder(
         encoder,
         checkpoint=hparams["encoder_checkpoint"],
@@ -103,6 +111,10 @@ def _load_encoder(hparams: dict, pretrained: PretrainedCodec | None) -> dict:
         random_init=hparams["encoder_random_init"],
         role=role,
     )
+
+
+def _cache_folder(hparams: dict) -> str | None:
+    return None if hparams["cache_folder"] is None else str(hparams["cache_folder"])
 
 
 def _lock_output_folder(output_folder: str) -> RunLock | None:
@@ -228,7 +240,13 @@ def train_and_test(brain_class: type[sb.Brain], recipe: Recipe, **best_checkpoin
     also the checkpoint's recoverable name)."""
     hparams = recipe.hparams
     if if_main_process():
-        parts = {name: part_of(hparams[key], key) for name, key in brain_class.trained_parts.items()}
+        averaged = (
+            hparams.get("ema_decay") is not None
+        )  # the average of each trained part is checkpointed too
+        parts = {
+            name: part_of(hparams[key], key, ema_name(key) if averaged else None)
+            for name, key in brain_class.trained_parts.items()
+        }
         frozen = part_of(hparams["encoder"])
         # A stage that trains the encoder part (distillation, joint) records its frozen encoder as the teacher
         teacher = frozen if "encoder" in parts else None

@@ -66,16 +66,17 @@ class RecipeLogger(FileTrainLogger):
                 self.writer.add_scalar(f"{stage}/{name}", float(value), step)
         self.writer.flush()
 
-    def log_progress(self, step: int, figures: dict[str, float]) -> None:
-        """A line ``steps: N - progress <name>: value, ...`` and TensorBoard scalars ``progress/<name>`` at
-        training step ``step`` (see utils/training/progress.py)."""
+    def log_progress(self, step: int, figures: dict[str, float], dataset: str = "progress") -> None:
+        """A line ``steps: N - <dataset> <name>: value, ...`` and TensorBoard scalars ``<dataset>/<name>`` at
+        training step ``step``: ``progress`` (utils/training/progress.py), ``gan`` (the decoder stages' GAN
+        diagnostics, utils/training/gan_monitor.py)."""
         if not figures or not if_main_process():
             return
         with open(self.save_file, "a") as stream:
-            print(f"steps: {step} - {self._stats_to_string(figures, dataset='progress')}", file=stream)
+            print(f"steps: {step} - {self._stats_to_string(figures, dataset=dataset)}", file=stream)
         if self.writer is not None:
             for name, value in figures.items():
-                self.writer.add_scalar(f"progress/{name}", float(value), step)
+                self.writer.add_scalar(f"{dataset}/{name}", float(value), step)
             self.writer.flush()
 
     def log_audio_pair(self, tag: str, ref: torch.Tensor, hyp: torch.Tensor, step: int) -> None:
