@@ -2,3 +2,7 @@
 
 Nothing in this package knows about LibriTTS, YAML or SpeechBrain's Brain: it can be used on its own.
 """
+
+__version__ = "0.0.2+recipe"
+"""The upstream ``focalcodec`` release whose API and checkpoints this package implements (0.0.2), with this
+recipe's local version label."""

@@ -31,7 +31,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,7 @@ def _check_arguments(
 
 def export_onnx(
     codec: nn.Module,
-    path: str | Path,
+    path: str | Path | BinaryIO,
     batch_size: int | None = None,
     chunk_size: int | None = None,
     return_state: bool = False,
@@ -199,7 +199,8 @@ def export_onnx(
     Arguments
     ---------
     codec : a ``FocalCodec`` (its mode is restored afterwards).
-    path : the ``.onnx`` file to write (weights over 1 GiB go to ``<path>.data`` beside it).
+    path : the ``.onnx`` file to write (weights over 1 GiB go to ``<path>.data`` beside it), or a binary file
+        object (models under 1 GiB).
     batch_size : fixed batch size, or ``None`` for a dynamic ``batch`` axis (traced with 1).
     chunk_size : samples per call. Offline: fixes the time axis (default: dynamic, traced with
         ``512 * codec.chunk_size`` samples, as upstream). Stream: a multiple of ``codec.chunk_size`` (the
@@ -210,10 +211,16 @@ def export_onnx(
 
     Returns
     -------
-    The path written.
+    The path written (or the file object).
     """
     _check_arguments(codec, batch_size, chunk_size, return_state, export_kwargs)
-    path = Path(path)
+    path = path if hasattr(path, "write") else Path(path)
+    weight_bytes = sum(tensor.numel() * tensor.element_size() for tensor in codec.state_dict().values())
+    if not isinstance(path, Path) and weight_bytes > _MAX_INLINE_BYTES:
+        raise ValueError(
+            f"the weights ({weight_bytes / 2**30:.1f} GiB) need a .data file beside the model: export to a "
+            "path"
+        )
     batch = 1 if batch_size is None else batch_size
     samples = chunk_size or (1 if return_state else 512) * codec.chunk_size
     parameter = next(codec.parameters())
@@ -379,11 +386,15 @@ def _set_metadata(model: Any, kind: str, samples: int, codec: nn.Module) -> None
         entry.key, entry.value = METADATA[key], str(value)
 
 
-def _save(model: Any, path: Path) -> None:
+def _save(model: Any, path: Path | BinaryIO) -> None:
     """Check and write ``model``; its weights go to ``<path>.data`` if they are large."""
     import onnx
 
     large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > _MAX_INLINE_BYTES
+    if not isinstance(path, Path):  # a file object: one file (export_onnx checked the size)
+        onnx.checker.check_model(model)
+        path.write(model.SerializeToString())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)  # save_model would append to an old one

@@ -2,6 +2,8 @@
 PyTorch offline (non-causal Vocos model, causal WaveNeXt model) and chunk by chunk with the state as graph
 inputs and outputs (from the first chunk on), the graphs' names and axes, the exportable ISTFT, and errors."""
 
+import io
+
 import numpy as np
 import onnx
 import pytest
@@ -233,15 +235,18 @@ def test_fixed_batch_and_chunk_of_two(tmp_path, stream_ref) -> None:
 
 
 def test_export_leaves_the_model_as_it_was(tmp_path, offline_ref) -> None:
+    """... exporting into a file object, as upstream's tests do (``model.onnx(io.BytesIO())``)."""
     model, _ = offline_ref
     model.train()
     model.encoder.eval()  # e.g. a frozen encoder
+    buffer = io.BytesIO()
     try:
-        model.onnx(tmp_path / "m.onnx", chunk_size=3200)
+        assert model.onnx(buffer, chunk_size=3200) is buffer
         assert model.training and model.decoder.training and not model.encoder.training
         assert not model.decoder.head.istft.use_matmul
     finally:
         model.eval()
+    (tmp_path / "m.onnx").write_bytes(buffer.getvalue())
     assert OnnxCodec(tmp_path / "m.onnx").session.get_inputs()[0].shape == ["batch", 3200]
 
 
@@ -255,6 +260,8 @@ def test_large_weights_go_to_a_data_file(tmp_path, monkeypatch, stream_ref) -> N
     assert (tmp_path / "big.onnx.data").stat().st_size > 1_900_000  # the reference model's 2 MB of weights
     result, _ = OnnxCodec(path).step(ref["inputs"]["sig"][:, :CHUNK])
     np.testing.assert_array_equal(result.toks, ref["outputs"]["stream_toks_chunks"][0].numpy())
+    with pytest.raises(ValueError, match=r"need a \.data file.*export to a path"):
+        model.onnx(io.BytesIO(), return_state=True)
 
 
 # --------------------------------------------------------------------------------------------------
