@@ -556,6 +556,7 @@ class FocalCodec(PretrainedMixin, nn.Module):
         batch_size: int | None = None,
         chunk_size: int | None = None,
         return_state: bool = False,
+        quantize: str | None = None,
         **kwargs: Any,
     ) -> Path | BinaryIO:
         """Export to ONNX: ``forward`` on whole signals, or (``return_state``, causal models) one streaming
@@ -570,13 +571,14 @@ class FocalCodec(PretrainedMixin, nn.Module):
             fixed input length instead of a dynamic time axis.
         return_state : export the streaming step, states as inputs ``input_state.i`` and outputs
             ``output_state.i``.
+        quantize : ``"int8"``: int8 weights for the matrix products (ONNX Runtime's dynamic quantization,
+            see ``focalcodec.onnx_quantize``); ``None``: float32.
         **kwargs : passed to ``torch.onnx.export`` (e.g. ``opset_version``).
 
         Returns
         -------
-        The path written (or ``f``). Graphs, names and limits: see ``focalcodec.onnx_export``; int8
-        weights: ``focalcodec.onnx_quantize``.
+        The path written (or ``f``). Graphs, names and limits: see ``focalcodec.onnx_export``.
         """
         from focalcodec.onnx_export import export_onnx
 
-        return export_onnx(self, f, batch_size, chunk_size, return_state, **kwargs)
+        return export_onnx(self, f, batch_size, chunk_size, return_state, quantize, **kwargs)
