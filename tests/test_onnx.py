@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 from helpers import DATA_DIR, reference_codec
+from test_streaming import long_signal
 
 from focalcodec import onnx_export
 from focalcodec.audio import load_audio
@@ -366,3 +367,17 @@ def test_int8_stream_model_on_real_speech(tmp_path, exported, stream_ref) -> Non
     assert np.sqrt(np.mean((audio - expected_audio) ** 2) / np.mean(expected_audio**2)) < 0.1  # 0.044
     with pytest.raises(ValueError, match="quantize='int4' is not supported"):
         model.onnx(tmp_path / "x.onnx", return_state=True, quantize="int4")
+
+
+def test_long_input_offline_and_streaming(exported, stream_ref) -> None:
+    """20 s (1000 frames: past every window and cache of the model, and past the 512 frames at which
+    upstream's ONNX graph fails) offline and chunk by chunk on ONNX Runtime, as in PyTorch."""
+    model, _ = stream_ref
+    sig = long_signal()
+    with torch.no_grad():
+        expected = model(sig)
+    assert_parity(exported["causal"](sig.numpy()), expected)
+    stream = exported["stream"].stream()
+    outputs = [stream.push(piece) for piece in sig.numpy().reshape(1, -1, 16000).transpose(1, 0, 2)]
+    joined = [np.concatenate([output[i] for output in outputs], axis=1) for i in range(3)]
+    assert_parity(joined, expected)

@@ -1,6 +1,6 @@
 """Chunk-by-chunk coding with a causal FocalCodec: upstream's streaming vectors (one and two chunks per call,
 unpadded last chunk, states), the encoder/decoder-side split, ended streams, untouched states, the
-``CodecStream`` helper, lookahead 2, and TorchScript (``jit``)."""
+``CodecStream`` helper, lookahead 2, TorchScript (``jit``), and inputs longer than every window."""
 
 import copy
 import math
@@ -463,3 +463,37 @@ def test_latency_follows_the_chunk() -> None:
     config = small_causal_config(1, 16)
     model = FocalCodec(**config)
     assert model.chunk_size == 640 and math.isclose(model.latency, 40.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Long inputs
+
+LONG_SECONDS = 20.0
+"""Past every window and cache of the vector's model (attention window 16 frames, KV cache 12, focal windows
+16, position table 64, upstream's hard-coded 512-frame cache) and past the relative-position buckets'
+``max_distance`` of 800 frames: 1000 frames."""
+
+
+def long_signal() -> torch.Tensor:
+    """(1, 20 s) of the vector's input repeated, with a little noise so that no chunk repeats exactly."""
+    sig = load_reference("focalcodec_stream_e2e")["inputs"]["sig"].flatten()
+    samples = round(LONG_SECONDS * 16000) // CHUNK * CHUNK
+    repeated = sig.repeat(samples // sig.numel() + 1)[:samples]
+    return (repeated + 0.01 * torch.randn(samples, generator=torch.Generator().manual_seed(0)))[None]
+
+
+@pytest.mark.slow
+def test_long_input_offline_and_streaming(stream_ref, scripted) -> None:
+    """20 s offline and streaming, eager and TorchScript: the stream equals the offline result throughout."""
+    model, _ = stream_ref
+    sig = long_signal()
+    with torch.no_grad():
+        toks, _, rec = model(sig)
+    assert toks.shape == (1, 1000) and rec.shape == (1, 1000 * 480)
+    for codec in (model, scripted):
+        stream = CodecStream(codec)
+        outputs = [stream.push(piece) for piece in sig.split(16000, dim=1)]
+        assert torch.equal(torch.cat([o.toks for o in outputs], dim=1), toks)
+        assert_close(torch.cat([o.sig for o in outputs], dim=1), rec)
+    with torch.no_grad():
+        assert torch.equal(scripted(sig)[0], toks)
