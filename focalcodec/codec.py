@@ -42,6 +42,7 @@ from focalcodec.checks import (
 )
 from focalcodec.focalnet import FocalDecoder, FocalEncoder
 from focalcodec.knn import knn
+from focalcodec.onnx_export import export_onnx
 from focalcodec.pretrained import PARTS, PretrainedMixin
 from focalcodec.scripting import scripted_copy
 from focalcodec.streaming import State, chunk_frames, returned, run_module
@@ -579,6 +580,4 @@ class FocalCodec(PretrainedMixin, nn.Module):
         -------
         The path written (or ``f``). Graphs, names and limits: see ``focalcodec.onnx_export``.
         """
-        from focalcodec.onnx_export import export_onnx
-
         return export_onnx(self, f, batch_size, chunk_size, return_state, quantize, **kwargs)

@@ -16,6 +16,7 @@ from focalcodec.cli.batched import write_result
 from focalcodec.cli.codec import Codec
 from focalcodec.cli.files import Item, Report, plural, progress
 from focalcodec.cli.streaming import Latencies, as_tensor, timed_step
+from focalcodec.onnx_runtime import OnnxCodec
 from focalcodec.streaming import CodecStreamServer
 
 __all__ = ["run_concurrent"]
@@ -78,7 +79,7 @@ def run_concurrent(
     realtime: bool,
     subtype: str,
     count: int,
-    onnx: "OnnxCodec | None" = None,  # noqa: F821
+    onnx: OnnxCodec | None = None,
 ) -> Latencies:
     """``command`` (``encode`` or ``resynth``) of the files as up to ``count`` concurrent streams, by
     PyTorch or by ``onnx`` (a stream model on ONNX Runtime); returns the latency of every step."""

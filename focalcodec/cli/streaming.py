@@ -15,6 +15,7 @@ from focalcodec.audio import fit_length
 from focalcodec.cli.batched import readable_tokens, write_result
 from focalcodec.cli.codec import Codec
 from focalcodec.cli.files import Item, Report, load_tokens, plural, progress
+from focalcodec.onnx_runtime import OnnxCodec
 from focalcodec.streaming import CodecStream, chunk_frames
 
 __all__ = ["Latencies", "as_tensor", "run_streaming", "stream_audio", "timed_step"]
@@ -94,7 +95,7 @@ def stream_audio(
     resynth: bool,
     latencies: Latencies,
     realtime: bool,
-    onnx: "OnnxCodec | None" = None,  # noqa: F821
+    onnx: OnnxCodec | None = None,
 ):
     """(N,) waveform -> (T,) tokens and (when ``resynth``) the (M,) audio of the zero-padded signal, by
     PyTorch or by ``onnx``, a stream model on ONNX Runtime."""
@@ -139,7 +140,7 @@ def stream_tokens(codec: Codec, toks: torch.Tensor, latencies: Latencies, realti
 
 @torch.inference_mode()
 def _stream_item(
-    codec: Codec, item: Item, command: str, latencies: Latencies, realtime: bool, onnx: Any
+    codec: Codec, item: Item, command: str, latencies: Latencies, realtime: bool, onnx: OnnxCodec | None
 ) -> torch.Tensor:
     """The item's result: its tokens (``encode``) or its audio of the original duration."""
     if command == "decode":
@@ -156,7 +157,7 @@ def run_streaming(
     report: Report,
     realtime: bool,
     subtype: str,
-    onnx: "OnnxCodec | None" = None,  # noqa: F821
+    onnx: OnnxCodec | None = None,
 ) -> Latencies:
     """``command`` (``encode``, ``decode`` or ``resynth``) on each file in turn, chunk by chunk (audio by
     ``onnx``, a stream model on ONNX Runtime, if given)."""

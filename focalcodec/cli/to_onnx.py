@@ -10,6 +10,7 @@ import torch
 from focalcodec.cli.codec import Codec
 from focalcodec.cli.files import UsageError
 from focalcodec.files import format_bytes
+from focalcodec.onnx_runtime import OnnxCodec
 from focalcodec.streaming import CodecStream
 
 __all__ = ["check_onnx", "export_int8_stream", "run_onnx"]
@@ -23,8 +24,6 @@ MAX_DIFFERENCE = 1e-4
 def check_onnx(codec: Codec, path: Path, streaming: bool) -> tuple[float, float]:
     """The share of ONNX Runtime's tokens equal to PyTorch's on a second of noise, and the largest audio
     difference (a stream file is checked chunk by chunk against :class:`CodecStream`)."""
-    from focalcodec.onnx_runtime import OnnxCodec
-
     generator = torch.Generator().manual_seed(0)
     sig = 0.1 * torch.randn(1, round(CHECK_SECONDS * codec.input_rate), generator=generator)
     onnx_codec = OnnxCodec(path)
@@ -79,11 +78,9 @@ def run_onnx(
     return 0 if share == 1.0 and difference < MAX_DIFFERENCE else 1
 
 
-def export_int8_stream(codec: Codec, folder: Path) -> "OnnxCodec":  # noqa: F821
+def export_int8_stream(codec: Codec, folder: Path) -> OnnxCodec:
     """The codec's streaming step with int8 weights, exported into ``folder`` and opened on ONNX Runtime
     (dynamic batch axis: it also serves concurrent streams)."""
-    from focalcodec.onnx_runtime import OnnxCodec
-
     start = time.monotonic()
     path = codec.model.onnx(folder / "stream.onnx", return_state=True, quantize="int8")
     print(f"Streaming with int8 weights on ONNX Runtime (exported in {time.monotonic() - start:.0f} s)")
