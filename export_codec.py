@@ -12,6 +12,8 @@ weights are those the quantizer run used (its ``encoder_checkpoint``, or the cac
 ``FocalCodec.from_pretrained("my_codec")`` and ``python -m focalcodec.cli`` here, and with
 ``FocalCodec.from_pretrained("my_codec/model")`` in the upstream ``focalcodec`` package (a local path is a
 stem there). The folder can be pushed to the Hugging Face Hub as is.
+
+See docs/export.md.
 """
 
 import argparse
@@ -20,8 +22,7 @@ import sys
 from pathlib import Path
 
 from focalcodec.hub import CONFIG_FILE, UPSTREAM_CONFIG_FILE, WEIGHT_FILES
-from utils.export import codec_from_runs
-from utils.run_folder import RunFolder
+from utils.runs import codec_from_runs, read_run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     )
     print(f"Input {codec.sample_rate_input} Hz, output {codec.sample_rate_output} Hz")
     print(f'Load with: FocalCodec.from_pretrained("{output}") (upstream package: "{output / "model"}")')
-    if RunFolder.read(args.quantizer).random_encoder:
+    if read_run(args.quantizer).random_encoder:
         print("WARNING: the encoder of this codec is RANDOMLY INITIALISED (a smoke-run export)")
     return 0
 

@@ -3,28 +3,16 @@
 The LibriTTS layer of the shared preparation in ``utils/corpus/`` (validation, report, splits, manifests and
 idempotence are there, and serve the other corpus formats too). ``prepare_libritts`` keeps the signature of
 SpeechBrain's ``recipes/LibriTTS/libritts_prepare.py`` and writes the same manifests
-(``{uttid: {"wav": ..., "duration": ..., ...}}``), with these differences:
-
-* The corpus is only ever **read**. The original resampled every file to 16 kHz in place (deleting the
-  original); here audio keeps its rate and channels on disk and the data pipeline resamples and downmixes
-  on load. Each entry records the file's ``sample_rate`` and ``channels``.
-* Every file is validated (opened and read to the end): zero-byte, non-audio, unreadable and truncated
-  files are skipped and listed with the reason in a report file (``prepare_report.json``).
-* A missing ``data_folder`` or split folder raises ``FileNotFoundError`` naming the path and the expected
-  layout (the original called ``quit()``, ending the program silently with exit code 0).
-* A missing ``.normalized.txt`` gives ``label: ""`` and a warning (the recipe does not use the text); the
-  original skipped the utterance.
-* The validation set is drawn (``valid_size`` utterances, seeded) from the *usable* files, after the
-  duration filter; with fewer usable files than ``valid_size`` all of them are used (the original sampled
-  500 before filtering and crashed with fewer than 500 files).
-* Files are listed in sorted order (the original used file-system walk order, not reproducible), and the
-  global ``random`` state is left alone (the original called ``random.seed(seed)``).
-* Idempotent: the options that shape the output are stored in ``prepare_options.json`` next to the train
-  manifest. A run with the same options and all manifests present does nothing; any change redoes the
-  preparation. Manifests are written atomically and the options file last, so an interrupted run is
-  redone.
-* ``model_name`` is accepted for compatibility: no grapheme-to-phoneme model is used (``"HiFi-GAN"``,
-  ``"Tacotron2"`` and ``None`` all give plain manifests, as ``"HiFi-GAN"`` did in the original).
+(``{uttid: {"wav": ..., "duration": ..., ...}}``). The differences (docs/deviations.md #1-5): the corpus
+is only ever **read** (audio keeps its rate and channels on disk, each entry records them, and the data
+pipeline resamples and downmixes on load); every file is validated (opened and read to the end) and each
+skipped one is listed with its reason in ``prepare_report.json``; a missing ``data_folder`` or split folder
+raises ``FileNotFoundError`` naming the path and the expected layout; a missing ``.normalized.txt`` gives
+``label: ""`` and a warning; the validation set is drawn (``valid_size`` utterances, seeded) from the
+*usable* files of a sorted list, all of them when fewer; the preparation is idempotent (the options that
+shape the output are stored in ``prepare_options.json``; any change redoes it) and atomic (manifests
+first, the options file last, so an interrupted run is redone); ``model_name`` is accepted for
+compatibility (no grapheme-to-phoneme model is used).
 
 Manifest entry (one per utterance, keyed by the utterance id; see ``utils/corpus/manifest.py``)::
 
@@ -55,7 +43,7 @@ Expected layout (LibriTTS, https://www.openslr.org/60)::
 
 with ``<split>`` one of ``train-clean-100``, ``train-clean-360``, ``train-other-500``, ``dev-clean``,
 ``test-clean``, ... Run ``python libritts_prepare.py DATA_FOLDER OUT_DIR [--download]`` to prepare from the
-shell (``--download`` first fetches the missing subsets, see ``utils/download.py``).
+shell (``--download`` first fetches the missing subsets, see ``utils/corpus/download.py``).
 """
 
 import logging

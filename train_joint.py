@@ -10,49 +10,32 @@ features as the target: audio -> causal student encoder -> compressor -> BSQ -> 
 lookahead refiner), masked MSE to the teacher's features (the 1-2 extra causal frames dropped) plus the
 entropy loss. Everything starts from the stage-4 run (its encoder is the stage-3 student it was trained on).
 Export: ``python export_codec.py --quantizer results/stream/joint/0 --decoder results/stream/wavenext/0``.
+
+The Brain is :class:`JointStage` (``utils/training/stages/joint.py``); this script wires it up.
+
+The five stages: docs/stream.md.
 """
 
 import sys
-from typing import ClassVar
 
-import speechbrain as sb
-import torch
+from utils.runs import init_joint_from_codec, init_joint_stage, listening_decoder
+from utils.training.recipe import setup_recipe, train_and_test
+from utils.training.stages.joint import JointStage
 
-from train_quantizer import Quantization
-from utils.recipe import setup_recipe, train_and_test
-from utils.run_folder import load_decoder
-from utils.stream_chain import init_joint_stage
-
-
-class Refinement(Quantization):
-    """Trains encoder, compressor, quantizer and decompressor together; teacher and decoder stay frozen."""
-
-    stage = "joint"
-    trained_parts: ClassVar[dict[str, str]] = {
-        "encoder": "student_encoder",
-        "compressor": "compressor",
-        "quantizer": "quantizer",
-        "decompressor": "decompressor",
-    }
-
-    def targets_and_inputs(self, batch, stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The teacher's (B, T, D) features (cached or computed), the student's (B, T', D) features of the
-        same (augmented) audio, T' = T + 1 or 2, and the (B,) relative lengths. The student runs through
-        self.modules (its DDP wrapper when distributed: the original bypassed it)."""
-        feats, lens, sig = self.features(batch, stage)[:3]
-        return feats, self.modules.student_encoder(sig)[0], lens
+Refinement = JointStage  # its name before the stages were named (kept for code that imports it)
 
 
 def main(argv: list[str]) -> None:
-    recipe = setup_recipe(argv)  # training items: the audio (for the student), the teacher's features
-    hparams = recipe.hparams
-    init_joint_stage(hparams)  # from the stage-4 run (this run's checkpoint still wins on resume)
-    if hparams["decoder_checkpoint"] is not None:  # listen through the stage-1 decoder
-        decoder = load_decoder(hparams["decoder_checkpoint"], hparams["decoder"], hparams["encoder"])
-        hparams["decoder"] = decoder
+    recipe = setup_recipe(argv, JointStage.train_items)
+    hparams, pretrained = recipe.hparams, recipe.pretrained
+    # Listen through the stage-1 decoder, or the fine-tuned codec's, or none
+    listening = listening_decoder(hparams, pretrained)
+    # Start from the stage-4 run, or from a codec (init_from); this run's checkpoint still wins on resume
+    if pretrained is not None:
+        init_joint_from_codec(hparams, pretrained, listening)
     else:
-        hparams["decoder"] = None  # no trained decoder: no resynthesized audio
-    train_and_test(Refinement, recipe, min_key="loss")
+        init_joint_stage(hparams)
+    train_and_test(JointStage, recipe, min_key="loss")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ and the codec's real-time factor.
 Measured in one run, each section in a fresh process (its own peak memory, no allocator carry-over):
 
 * ``quantizer``: training steps of ``hparams/bsq.yaml`` (batch 16 of 4 s utterances) started as the script
-  starts (``utils.recipe.setup_recipe`` on a corpus of the recipe's sample generator: 24 kHz wavs read and
-  resampled, ``dataloader_workers: 0`` so loading is on the critical path) without the cache (the frozen
-  encoder runs in every step) and with it (features read from a float16 cache, no audio read);
+  starts (``utils.training.recipe.setup_recipe`` on a corpus of the recipe's sample generator: 24 kHz wavs
+  read and resampled, ``dataloader_workers: 0`` so loading is on the critical path) without the cache (the
+  frozen encoder runs in every step) and with it (features read from a float16 cache, no audio read);
   throughput in seconds of audio per wall-clock second (see benchmarks/training.py).
 * ``decoder``: training steps (discriminator + generator) of ``hparams/vocos.yaml`` (batch 16 of 5.8 s
   utterances, 22-frame crops), without and with the cache (whole-utterance features + the waveform).
@@ -20,7 +20,8 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
   (tokens -> waveform) and resynthesis, in times real time (see benchmarks/codec_speed.py).
 * ``loading``: the decoder stage's train loader with the cache, whole-utterance against crop-only reads
   (items/s), and the cached step of each (see benchmarks/loading.py).
-* ``compile``: eager against ``torch.compile``d cached training steps of both stages (benchmarks/training.py).
+* ``compile``: eager against ``torch.compile``d cached training steps of the decoder and quantizer stages
+  (benchmarks/training.py).
 * ``tokenization``: ``python -m focalcodec.cli encode`` of a corpus at batch 1 against batch N: files/s,
   audio-hours/hour, tokens compared (see benchmarks/tokenization.py).
 * ``streaming``: the FocalCodec-Stream codec coded and decoded chunk by chunk (80 ms) on real speech: latency
@@ -45,7 +46,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.codec_speed import codec_section
+from benchmarks.loading import loading_section
 from benchmarks.report import markdown
+from benchmarks.streaming import streaming_section
+from benchmarks.tokenization import tokenization_section
+from benchmarks.training import compile_section, train_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization", "streaming")
@@ -99,25 +105,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _section(name: str, args: argparse.Namespace, work: Path) -> dict:
-    """The figures of one section (each module is imported in the section's own process only)."""
+    """The figures of one section (each runs in a process of its own)."""
     if name == "codec":
-        from benchmarks.codec_speed import codec_section
-
         return codec_section(args)
     if name == "loading":
-        from benchmarks.loading import loading_section
-
         return loading_section(args, work)
     if name == "streaming":
-        from benchmarks.streaming import streaming_section
-
         return streaming_section(args, work)
     if name == "tokenization":
-        from benchmarks.tokenization import tokenization_section
-
         return tokenization_section(args, work)
-    from benchmarks.training import compile_section, train_section
-
     if name == "compile":
         return {stage: compile_section(stage, args, work / stage) for stage in ("quantizer", "decoder")}
     return train_section(name, args, work)

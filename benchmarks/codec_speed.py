@@ -13,8 +13,8 @@ from hyperpyyaml import load_hyperpyyaml
 
 from benchmarks.measure import PeakMemory, sync
 from focalcodec.codec import FocalCodec
-from utils.recipe import read_overrides
-from utils.run_folder import part_of
+from utils.runs import part_of
+from utils.training.recipe import read_overrides
 
 __all__ = ["codec_config", "codec_section"]
 

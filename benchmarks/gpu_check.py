@@ -6,9 +6,9 @@
 
 Runs, through the real command lines, on a generated corpus (random encoder, nothing to download):
 
-* both training stages at full size, a few steps (12 utterances, batch 4) plus validation and the test
-  stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time (median
-  over the run's steps, device synchronised) and peak GPU memory;
+* the decoder and quantizer stages at full size, a few steps (12 utterances, batch 4) plus validation and
+  the test stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time
+  (median over the run's steps, device synchronised) and peak GPU memory;
 * the export of the fp32 runs and ``python -m focalcodec.cli resynth`` of the test utterances on the device;
 * ``python -m benchmarks.benchmark`` (training steps with/without cache, codec real-time factor, streaming
   latency in float32 and int8, streams served at once: on CUDA by PyTorch).
@@ -17,13 +17,21 @@ Exits with status 1 if any check fails (its output is kept in ``<work>/<check>.l
 """
 
 import argparse
+import atexit
 import json
+import runpy
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+
+from utils.corpus.samples import make_sample_corpus
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.quantizer import QuantizerStage
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = {
@@ -34,20 +42,9 @@ SPLITS = {"train-clean-100": (2, 6), "dev-clean": (1, 2), "test-clean": (1, 2)}
 
 
 def timed_main(script: str, out: Path, argv: list[str]) -> None:
-    """Child process: run ``script``'s main with its Brain's ``fit_batch`` timed (device synchronised)."""
-    import atexit
-    import importlib
-
-    import torch
-
-    from utils.brain import CodecBrain
-
-    module = importlib.import_module(Path(script).stem)
-    brain_class = next(
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, CodecBrain) and value.__module__ == module.__name__
-    )
+    """Child process: run ``script`` as ``python script argv`` with its Brain's ``fit_batch`` timed (device
+    synchronised)."""
+    brain_class = {"train_quantizer.py": QuantizerStage, "train_decoder.py": DecoderStage}[script]
     steps: list[float] = []
     fit_batch = brain_class.fit_batch
 
@@ -68,7 +65,8 @@ def timed_main(script: str, out: Path, argv: list[str]) -> None:
 
     brain_class.fit_batch = timed_fit_batch
     atexit.register(report)
-    module.main(argv)
+    sys.argv = [script, *argv]
+    runpy.run_path(str(ROOT / script), run_name="__main__")
 
 
 def run(name: str, command: list[str], work: Path) -> dict:
@@ -166,16 +164,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny models (a smoke run of the check itself)")
     parser.add_argument("--work", type=Path, help="keep runs and logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
-    import torch
-
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: no CUDA device (use --device cpu --quick to try the check itself)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        from utils.sample_corpus import make_sample_corpus
-
         corpus = make_sample_corpus(work / "corpus", splits=SPLITS, engine="synthetic")
         results = training_checks(args, corpus, work) + inference_checks(args, corpus, work)
         print()

@@ -14,7 +14,7 @@ from speechbrain.dataio.dataloader import make_dataloader
 
 from benchmarks.measure import interleaved, median
 from benchmarks.training import step_function, train_recipe
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_sample_corpus
 
 __all__ = ["loading_section"]
 

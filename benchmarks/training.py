@@ -1,12 +1,11 @@
 """Training-step speed with and without the feature cache, through the recipe's own start-up.
 
 The corpus is the recipe's sample corpus generator (24 kHz LibriTTS layout, a synthetic voice) and each
-mode is started exactly as the training scripts start (``utils.recipe.setup_recipe``: YAML + overrides,
-data preparation, datasets, loaders, encoder, feature cache), with random weights; only the timed loop over
-training batches is the benchmark's.
+mode is started exactly as the training scripts start (``utils.training.recipe.setup_recipe``: YAML +
+overrides, data preparation, datasets, loaders, encoder, feature cache), with random weights; only the timed
+loop over training batches is the benchmark's.
 """
 
-import importlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,17 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
-import utils.recipe as recipe_module
+import utils.training.recipe as recipe_module
 from benchmarks.measure import ForwardTimer, interleaved, median, process_peak_memory, sync
-from utils.recipe import Recipe, setup_recipe
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_sample_corpus
+from utils.training.recipe import Recipe, setup_recipe
+from utils.training.stages.decoder import DecoderStage
+from utils.training.stages.quantizer import QuantizerStage
 
 __all__ = ["STAGES", "compile_section", "step_function", "train_recipe", "train_section"]
 
-# stage -> (script module, YAML, utterance seconds at full size)
-STAGES = {"quantizer": ("train_quantizer", "bsq.yaml", 4.0), "decoder": ("train_decoder", "vocos.yaml", 5.8)}
+# stage -> (its Brain, YAML, utterance seconds at full size)
+STAGES = {"quantizer": (QuantizerStage, "bsq.yaml", 4.0), "decoder": (DecoderStage, "vocos.yaml", 5.8)}
 
 
 def train_recipe(
@@ -49,14 +50,14 @@ def train_recipe(
         return caches
 
     with mock.patch.object(recipe_module, "prepare_feature_caches", timed_build):
-        recipe = setup_recipe(argv, importlib.import_module(STAGES[stage][0]).TRAIN_ITEMS)
+        recipe = setup_recipe(argv, STAGES[stage][0].train_items)
     return recipe, seconds[0]
 
 
 def _brain(stage: str, recipe: Recipe):
-    """The stage's Brain as ``utils.recipe.train_and_test`` builds it (no checkpointer), ready to step."""
-    module = importlib.import_module(STAGES[stage][0])
-    brain_class = module.Quantization if stage == "quantizer" else module.Resynthesis
+    """The stage's Brain as ``utils.training.recipe.train_and_test`` builds it (no checkpointer), ready to
+    step."""
+    brain_class = STAGES[stage][0]
     hparams = recipe.hparams
     brain = brain_class(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams, run_opts=recipe.run_opts

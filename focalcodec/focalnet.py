@@ -194,6 +194,7 @@ class FocalBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.use_post_norm = use_post_norm
+        self.use_layerscale = use_layerscale
         self.modulation_norm = _norm(dim, causal, tanhscale_init)
         self.modulation = FocalModulation(
             dim,
@@ -218,14 +219,27 @@ class FocalBlock(nn.Module):
             self.modulation_gamma = self.feed_forward_gamma = 1.0
 
     def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
-        """(B, T, C) -> (B, T, C), plus the modulation's new left context."""
+        """(B, T, C) -> (B, T, C), plus the modulation's new left context.
+
+        The pre-norm path (every recipe's) adds its residuals in place, as upstream: the same values in the
+        same memory layout, so that the backward sums gradients in upstream's order (out of place, they
+        differ by ulps that training amplifies). The post-norm path adds out of place: in causal mode its
+        norm (DynamicTanh) keeps its output for the backward, which an in-place add would overwrite.
+        """
         if self.use_post_norm:
             modulated, left_context = self.modulation(x, left_context)
             x = x + self.modulation_gamma * self.modulation_norm(modulated)
             return x + self.feed_forward_gamma * self.feed_forward_norm(self.feed_forward(x)), left_context
-        modulated, left_context = self.modulation(self.modulation_norm(x), left_context)
-        x = x + self.modulation_gamma * modulated
-        return x + self.feed_forward_gamma * self.feed_forward(self.feed_forward_norm(x)), left_context
+        out, left_context = self.modulation(self.modulation_norm(x), left_context)  # a linear layer's output
+        if self.use_layerscale:
+            out *= self.modulation_gamma
+        out += x
+        shortcut = out
+        out = self.feed_forward(self.feed_forward_norm(out))  # a linear layer's output too
+        if self.use_layerscale:
+            out *= self.feed_forward_gamma
+        out += shortcut
+        return out, left_context
 
 
 def _last_frames(x: torch.Tensor, factor: int) -> torch.Tensor:

@@ -104,6 +104,10 @@ def causal_conv1d(
 class Snake1d(nn.Module):
     """Snake activation ``y = x + sin(alpha * x)^2 / (alpha + 1e-9)`` with one learnable alpha per channel.
 
+    Computed in upstream's order of operations (``(alpha + 1e-9).reciprocal()`` times the gate): a division
+    can differ from it by one ulp, which training amplifies, so only this order reproduces the original
+    recipe bit for bit.
+
     Arguments
     ---------
     dim : number of channels ``C``; ``alpha`` has shape ``(C, 1)``.
@@ -115,8 +119,9 @@ class Snake1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, T, C)."""
-        alpha = self.alpha[:, 0]
-        return x + torch.sin(alpha * x).pow(2) / (alpha + 1e-9)
+        alpha = self.alpha.T
+        gate = (alpha * x).sin() ** 2
+        return x + (alpha + 1e-9).reciprocal() * gate
 
 
 class DynamicTanh(nn.Module):

@@ -1,14 +1,20 @@
 """Pytest fixtures shared by the whole suite: thread count, and the small corpus and recipe runs that several
-test modules inspect (each run once per session, through the real command line): the first recipe's two
-stages, and the five FocalCodec-Stream stages chained as the README chains them."""
+test modules inspect (each run once per session, through the real command line, probed): the first
+recipe's two stages, and the five FocalCodec-Stream stages chained as the README chains them."""
 
 from pathlib import Path
 
 import pytest
 import torch
-from recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
+from helpers.recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
-from utils.sample_corpus import make_sample_corpus
+from utils.corpus.samples import make_sample_corpus
+
+
+def probed_run(script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str) -> None:
+    """A stage through its real command line, probed (tests/helpers/ddp_probe.py: ``probe-0.json`` tells
+    e.g. the loss of every test batch)."""
+    run_recipe(script, hparams, data_folder, output_folder, *extra, probe=True)
 
 
 @pytest.fixture(autouse=True)
@@ -34,19 +40,23 @@ def runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def quantizer_run(small_corpus, runs) -> Path:
     """The quantizer stage at 50 Hz, small models (hparams/tiny/bsq.yaml), one epoch."""
-    run_recipe("train_quantizer.py", "bsq.yaml", small_corpus, runs / "bsq", *QUANTIZER_ARGS)
+    probed_run("train_quantizer.py", "bsq.yaml", small_corpus, runs / "bsq", *QUANTIZER_ARGS)
     return runs / "bsq"
 
 
 @pytest.fixture(scope="session")
 def quantizer_run_25hz(small_corpus, runs) -> Path:
-    run_recipe("train_quantizer.py", "bsq_25hz.yaml", small_corpus, runs / "bsq_25hz", *QUANTIZER_ARGS)
+    """The quantizer stage at 25 Hz (bsq_25hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
+    probed_run("train_quantizer.py", "bsq_25hz.yaml", small_corpus, runs / "bsq_25hz", *QUANTIZER_ARGS)
     return runs / "bsq_25hz"
 
 
 @pytest.fixture(scope="session")
 def quantizer_run_12_5hz(small_corpus, runs) -> Path:
-    run_recipe("train_quantizer.py", "bsq_12_5hz.yaml", small_corpus, runs / "bsq_12_5hz", *QUANTIZER_ARGS)
+    """The quantizer stage at 12.5 Hz (bsq_12_5hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
+    probed_run("train_quantizer.py", "bsq_12_5hz.yaml", small_corpus, runs / "bsq_12_5hz", *QUANTIZER_ARGS)
     return runs / "bsq_12_5hz"
 
 
@@ -57,7 +67,7 @@ def decoder_run(small_corpus, runs) -> Path:
     figures are logged every 2 steps and at validation."""
     options = ["--compute_metrics", "True", "--metrics", "[utmos, sim]", "--valid_metrics_every", "1"]
     options += ["--progress_every_steps", "2"]
-    run_recipe("train_decoder.py", "vocos.yaml", small_corpus, runs / "vocos", *RUN_ARGS, *options)
+    probed_run("train_decoder.py", "vocos.yaml", small_corpus, runs / "vocos", *RUN_ARGS, *options)
     return runs / "vocos"
 
 
@@ -68,14 +78,14 @@ def decoder_run(small_corpus, runs) -> Path:
 @pytest.fixture(scope="session")
 def wavenext_run(small_corpus, runs) -> Path:
     """Stage 1: the causal WaveNeXt decoder, 24 kHz targets from the 16 kHz encoder's features."""
-    run_recipe("train_decoder.py", "stream/wavenext.yaml", small_corpus, runs / "wavenext", *RUN_ARGS)
+    probed_run("train_decoder.py", "stream/wavenext.yaml", small_corpus, runs / "wavenext", *RUN_ARGS)
     return runs / "wavenext"
 
 
 @pytest.fixture(scope="session")
 def posemb_run(small_corpus, runs) -> Path:
     """Stage 2: the causal positional embedding (train-clean-100 only: the corpus has no other split)."""
-    run_recipe("train_posemb.py", "stream/conv_posemb.yaml", small_corpus, runs / "posemb", *QUANTIZER_ARGS)
+    probed_run("train_posemb.py", "stream/conv_posemb.yaml", small_corpus, runs / "posemb", *QUANTIZER_ARGS)
     return runs / "posemb"
 
 
@@ -83,7 +93,7 @@ def posemb_run(small_corpus, runs) -> Path:
 def wavlm_run(small_corpus, runs, posemb_run) -> Path:
     """Stage 3: the causal encoder distilled layer by layer, from stage 2's output folder."""
     extra = ["--student_encoder_posemb_checkpoint", str(posemb_run)]
-    run_recipe("train_encoder.py", "stream/wavlm.yaml", small_corpus, runs / "wavlm", *QUANTIZER_ARGS, *extra)
+    probed_run("train_encoder.py", "stream/wavlm.yaml", small_corpus, runs / "wavlm", *QUANTIZER_ARGS, *extra)
     return runs / "wavlm"
 
 
@@ -92,7 +102,7 @@ def stream_bsq_run(small_corpus, runs, wavlm_run, wavenext_run) -> Path:
     """Stage 4: causal compressor, 12-bit BSQ, decompressor on stage 3's frozen encoder, listening
     through stage 1's decoder."""
     extra = ["--encoder_checkpoint", str(wavlm_run), "--decoder_checkpoint", str(wavenext_run)]
-    run_recipe(
+    probed_run(
         "train_quantizer.py", "stream/bsq.yaml", small_corpus, runs / "stream_bsq", *QUANTIZER_ARGS, *extra
     )
     return runs / "stream_bsq"
@@ -102,5 +112,5 @@ def stream_bsq_run(small_corpus, runs, wavlm_run, wavenext_run) -> Path:
 def joint_run(small_corpus, runs, stream_bsq_run, wavenext_run) -> Path:
     """Stage 5: joint fine-tuning from stage 4's output folder, listening through stage 1's decoder."""
     extra = ["--quantizer_checkpoint", str(stream_bsq_run), "--decoder_checkpoint", str(wavenext_run)]
-    run_recipe("train_joint.py", "stream/joint.yaml", small_corpus, runs / "joint", *QUANTIZER_ARGS, *extra)
+    probed_run("train_joint.py", "stream/joint.yaml", small_corpus, runs / "joint", *QUANTIZER_ARGS, *extra)
     return runs / "joint"

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from focalcodec.audio import audio_info, read_audio, resample
 from focalcodec.cli.files import Item, Report, UsageError, plural
+from focalcodec.codec import FocalCodec
 from focalcodec.hub import looks_like_hub_id
 
 __all__ = ["PRECISIONS", "SIGN_MARGIN", "Codec", "load_codec"]
@@ -47,8 +48,6 @@ class Codec:
     """
 
     def __init__(self, model_name: str, device: torch.device, precision: str = "float32") -> None:
-        from focalcodec.codec import FocalCodec
-
         self.name = model_name
         self.device = device
         self.precision = precision

@@ -13,16 +13,25 @@ and dispatches on ``corpus_format``:
 Modules: ``libritts``, ``validate`` (one file), ``report`` (the report's dataclasses and JSON), ``splits``
 (valid draw, proportional and speaker-disjoint splits), ``manifest`` (entries, escaping, options file),
 ``prepare`` (the pipeline all formats share), ``custom`` (what folder and list share), ``folder``,
-``filelist``, and ``samples`` (generated folder/list corpora for tests and demos). Every format gives the
+``filelist``, ``download`` (LibriTTS from OpenSLR), ``audio`` (audio as training reads it), and
+``samples``/``voice`` (generated corpora for the quickstart, tests and demos). Every format gives the
 same guarantees: the corpus is only read, every file is validated and each skipped one is reported with
 its reason (``prepare_report.json``), a second run with the same options does nothing
-(``prepare_options.json``), manifests are written atomically, and errors say what to fix."""
+(``prepare_options.json``), manifests are written atomically, and errors say what to fix. Using
+them: docs/training.md, "Training on your own data".
+"""
 
 import logging
 import os
 from collections.abc import Mapping
 
-__all__ = ["CORPUS_FORMATS", "prepare_data"]
+from utils.corpus.audio import as_prepared
+from utils.corpus.filelist import prepare_list
+from utils.corpus.folder import prepare_folder
+from utils.corpus.libritts import download_splits, prepare_libritts
+from utils.corpus.splits import SPLITS
+
+__all__ = ["CORPUS_FORMATS", "SPLITS", "as_prepared", "prepare_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +62,6 @@ def _draw_options(hparams: Mapping) -> dict:
 
 
 def _prepare_libritts(hparams: Mapping) -> None:
-    from utils.corpus.libritts import download_splits, prepare_libritts
-
     splits = {key: hparams[key] for key in ("train_split", "valid_split", "test_split")}
     if hparams.get("download", False):
         download_splits(
@@ -85,13 +92,9 @@ def prepare_data(hparams: Mapping) -> None:
     if corpus_format == "libritts":
         _prepare_libritts(hparams)
     elif corpus_format == "folder":
-        from utils.corpus.folder import prepare_folder
-
         folders = {key: hparams.get(key) for key in ("train_folder", "valid_folder", "test_folder")}
         prepare_folder(hparams["data_folder"], **_common(hparams), **folders, **_draw_options(hparams))
     else:
-        from utils.corpus.filelist import prepare_list
-
         data_folder, corpus_list = os.fspath(hparams["data_folder"]), hparams.get("corpus_list")
         if corpus_list:  # relative to data_folder (os.path.join keeps an absolute path)
             corpus_list = os.path.join(data_folder, os.fspath(corpus_list))

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from utils.corpus.custom import FORMAT_VERSION, DrawOptions, build_with_pool, candidate
-from utils.corpus.prepare import STAGES, Plan, SetSource, manifest_paths, run_preparation
+from utils.corpus.prepare import Plan, SetSource, manifest_paths, run_preparation
 from utils.corpus.report import PrepareReport
-from utils.corpus.splits import require_speaker_matches
+from utils.corpus.splits import SPLITS, require_speaker_matches
 from utils.corpus.validate import AUDIO_SUFFIXES
 
 __all__ = ["ListRow", "prepare_list", "read_list"]
@@ -46,8 +46,8 @@ COLUMNS = {
     "split": ("split", "set", "subset"),
     "text": ("text", "label", "transcript", "transcription", "sentence"),
 }
-SPLITS = {"train": "train", "valid": "valid", "dev": "valid", "validation": "valid", "val": "valid"}
-SPLITS["test"] = "test"
+SPLIT_NAMES = {"train": "train", "valid": "valid", "dev": "valid", "validation": "valid", "val": "valid"}
+SPLIT_NAMES["test"] = "test"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl"}
 FORMATS.update({".txt": "lines", ".lst": "lines", ".list": "lines"})
 LAYOUT = (
@@ -92,11 +92,11 @@ def _row(record: dict | str, where: str, list_file: str, data_folder: str | None
         duration = None if duration in (None, "") else float(duration)
     except (TypeError, ValueError):
         raise ValueError(f"{list_file}, {where}: duration {duration!r} is not a number of seconds") from None
-    if split and split not in SPLITS:
-        allowed = ", ".join(SPLITS)
+    if split and split not in SPLIT_NAMES:
+        allowed = ", ".join(SPLIT_NAMES)
         raise ValueError(f"{list_file}, {where}: split {split!r} is not one of {allowed} (or empty)")
     speaker, text = (str(_field(record, key) or "").strip() for key in ("speaker", "text"))
-    return ListRow(where, path, duration, speaker, SPLITS.get(split), text)
+    return ListRow(where, path, duration, speaker, SPLIT_NAMES.get(split), text)
 
 
 def _tabular(stream, delimiter: str, list_file: str) -> list[tuple[str, dict | str]]:
@@ -231,7 +231,7 @@ def prepare_list(
         raise FileNotFoundError(f"The corpus list is not a file: {corpus_list}.\n{LAYOUT}")
     list_file = os.path.abspath(os.fspath(corpus_list))
     root = os.path.abspath(os.fspath(data_folder)) if data_folder else os.path.dirname(list_file)
-    manifests = manifest_paths(STAGES, save_json_train, save_json_valid, save_json_test)
+    manifests = manifest_paths(SPLITS, save_json_train, save_json_valid, save_json_test)
     with open(list_file, "rb") as stream:
         digest = hashlib.file_digest(stream, "sha256").hexdigest()
     options = {

@@ -24,9 +24,9 @@ from collections import Counter
 from functools import partial
 
 from utils.corpus.custom import FORMAT_VERSION, DrawOptions, build_with_pool, candidate
-from utils.corpus.prepare import STAGES, Plan, SetSource, manifest_paths, run_preparation
+from utils.corpus.prepare import Plan, SetSource, manifest_paths, run_preparation
 from utils.corpus.report import PrepareReport
-from utils.corpus.splits import require_speaker_matches
+from utils.corpus.splits import SPLITS, require_speaker_matches
 from utils.corpus.validate import AUDIO_SUFFIXES, find_audio
 
 __all__ = ["prepare_folder"]
@@ -129,7 +129,7 @@ def prepare_folder(
     folders = {stage: _folder(data_folder, f, f"{stage}_folder") if f else None for stage, f in given.items()}
     draw.check()
     draw.shares({stage for stage, folder in folders.items() if folder})
-    manifests = manifest_paths(STAGES, save_json_train, save_json_valid, save_json_test)
+    manifests = manifest_paths(SPLITS, save_json_train, save_json_valid, save_json_test)
     options = {
         "format_version": FORMAT_VERSION,
         "corpus_format": "folder",

@@ -1,8 +1,9 @@
-"""The LibriTTS layout: ``prepare_libritts`` (the original recipe's signature and manifests) on top of the
-shared preparation of :mod:`utils.corpus`, and ``download_splits`` (missing subsets fetched first).
+"""The LibriTTS layout: ``prepare_libritts`` (the signature and manifests of SpeechBrain's
+``libritts_prepare.py``) on top of the shared preparation of :mod:`utils.corpus`, and ``download_splits``
+(missing subsets fetched first).
 
-The top-level ``libritts_prepare.py`` documents the manifests, the report, the differences from the
-original and its command line; it re-exports this module.
+The top-level ``libritts_prepare.py`` documents the manifests, the report and its command line, and
+re-exports this module; what differs from SpeechBrain's preparation: docs/deviations.md #1-5.
 """
 
 import logging
@@ -10,6 +11,8 @@ import os
 from collections.abc import Sequence
 from functools import partial
 
+from utils.corpus.download import LIBRITTS_SHA256, download_libritts
+from utils.corpus.download import LIBRITTS_URL as DOWNLOAD_URL
 from utils.corpus.prepare import Candidate, Plan, SetSource, build_sets, manifest_paths, run_preparation
 from utils.corpus.report import CorpusError
 from utils.corpus.splits import cut, ratio_counts
@@ -41,7 +44,7 @@ def _layout_hint(data_folder: str, split: str = "<split>") -> str:
         "contains train-clean-100/, dev-clean/, test-clean/, ... "
         f"Download and unpack it from {LIBRITTS_URL} (or pass --download True to the training scripts), "
         "or run `python -m utils.sample_corpus DATA_FOLDER` for a small generated corpus. Another layout: "
-        "--corpus_format folder or list (README, 'Training on your own data')."
+        "--corpus_format folder or list (docs/training.md, 'Training on your own data')."
     )
 
 
@@ -203,18 +206,17 @@ def prepare_libritts(
     sample_rate : the rate the recipe works at, recorded with the options (the corpus is not resampled:
         the data pipeline resamples on load).
     split_ratio : train/valid/test proportions, used only with ``libritts_subsets``.
-    libritts_subsets : pool these subsets and split them at random by ``split_ratio`` (the original's
-        alternative path), used when the three ``*_split`` arguments are not all given.
+    libritts_subsets : pool these subsets and split them at random by ``split_ratio``, used when the three
+        ``*_split`` arguments are not all given.
     train_split, valid_split, test_split : the subsets of each set (a name or a list), e.g.
         ``["train-clean-100"]``, ``["dev-clean"]``, ``["test-clean"]``.
     seed : seeds the validation-set draw and the ``libritts_subsets`` shuffle (a private ``random.Random``).
     model_name : ``"HiFi-GAN"`` (what the recipe passes), ``"Tacotron2"`` or ``None``: plain manifests.
-        Other names (which needed phonemes from a G2P model in the original) raise ``ValueError``.
+        Other names (phonemes from a G2P model) raise ``ValueError``.
     skip_prep : do nothing.
-    valid_size : the number of utterances drawn from the usable ``valid_split`` files (500 as the
-        original); all of them when fewer are available, or when ``None``/``0``.
-    min_duration, max_duration : keep utterances with ``min_duration <= duration <= max_duration``
-        seconds (the original dropped those under 1 s and had no maximum).
+    valid_size : the number of utterances drawn from the usable ``valid_split`` files (500 by default);
+        all of them when fewer are available, or when ``None``/``0``.
+    min_duration, max_duration : keep utterances with ``min_duration <= duration <= max_duration`` seconds.
     report_file : the JSON report (default: ``prepare_report.json`` beside the train manifest): per-set
         counts and every skipped file with its reason.
 
@@ -253,18 +255,17 @@ def download_splits(
     data_folder, *splits: Sequence[str] | str | None, base_url: str | None = None, checksums=None
 ) -> list[str]:
     """Fetch the LibriTTS subsets named in ``splits`` (each a name or a list) missing from ``data_folder``
-    with :func:`utils.download.download_libritts` (``base_url``/``checksums``: its defaults when ``None``).
+    with :func:`~utils.corpus.download.download_libritts` (``base_url``/``checksums``: its defaults when
+    ``None``).
 
     Returns the subsets downloaded (``[]`` when all were there).
     """
-    from utils.download import LIBRITTS_SHA256, LIBRITTS_URL, download_libritts
-
     subsets = list(dict.fromkeys(name for split in splits for name in _as_list(split)))
     if not subsets:
         return []
     return download_libritts(
         os.fspath(data_folder),
         subsets,
-        base_url=base_url or LIBRITTS_URL,
+        base_url=base_url or DOWNLOAD_URL,
         checksums=dict(checksums) if checksums else LIBRITTS_SHA256,
     )

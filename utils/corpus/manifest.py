@@ -60,7 +60,7 @@ def sb_escape(text: str) -> str:
 
 
 def manifest_json(entries: list[ManifestEntry], json_file: str) -> dict:
-    """SpeechBrain JSON: ``{uttid: entry}``; ``segment`` as the original (``"train"`` in the file name)."""
+    """SpeechBrain JSON: ``{uttid: entry}``; ``segment`` is whether ``"train"`` is in the file name."""
     segment = "train" in os.path.basename(json_file)
     manifest = {}
     for entry in entries:

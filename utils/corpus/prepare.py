@@ -31,11 +31,10 @@ from utils.corpus.manifest import (
     write_outputs,
 )
 from utils.corpus.report import UNREADABLE_REASONS, CorpusError, PrepareReport, SetReport
-from utils.corpus.splits import draw_valid
+from utils.corpus.splits import SPLITS, draw_valid
 from utils.corpus.validate import MIN_ENCODABLE_SECONDS, check_name, printable, validate_audio
 
 __all__ = [
-    "STAGES",
     "Candidate",
     "Plan",
     "SetSource",
@@ -48,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("train", "valid", "test")
 # Warn when a listed duration and the file's differ by more than this (seconds)
 DURATION_TOLERANCE = 0.1
 
@@ -259,7 +257,7 @@ def build_sets(
     """
     durations, read_label = options["durations"], options.get("read_label")
     outputs = {}
-    for stage in (stage for stage in STAGES if stage in fixed):
+    for stage in (stage for stage in SPLITS if stage in fixed):
         entries = scan(fixed[stage], stage, durations, report, read_label)
         note = ""
         if stage == "valid":
@@ -274,4 +272,4 @@ def build_sets(
         for stage, part in parts.items():
             report.sets[stage] = SetReport(pool.subsets, len(part), len(part))
             outputs[stage] = _finish(stage, part, report, plan, note, hint)
-    return {stage: outputs[stage] for stage in STAGES if stage in outputs}
+    return {stage: outputs[stage] for stage in SPLITS if stage in outputs}

@@ -1,5 +1,9 @@
-"""Small generated corpora in the ``folder`` and ``list`` formats (tests, demos), in the synthetic voice of
-:mod:`utils.sample_corpus` (``python -m utils.sample_corpus OUT_DIR --layout folder|list``).
+"""Small generated corpora for the quickstart, the tests and demos (``python -m utils.sample_corpus``), in the
+voices of :mod:`utils.corpus.voice`:
+
+* :func:`make_sample_corpus`: the LibriTTS layout, ``<root>/<split>/<speaker>/<chapter>/<uttid>.wav`` (16-bit,
+  24 kHz) with ``.normalized.txt`` / ``.original.txt`` beside each file and a ``.trans.tsv`` per chapter;
+  :func:`make_bad_files` adds deliberately broken or unusual files (``BAD_KINDS``);
 
 * :func:`make_folder_corpus`: ``<root>/<split>/<speaker>/<speaker>_<utt>.<ext>`` in mixed formats (wav,
   flac, ogg; mp3 on request), sample rates (16, 22.05, 24, 44.1 kHz) and channel counts (every third file
@@ -8,21 +12,33 @@
 """
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from utils.sample_corpus import _rng, _speaker, synthesize
+from utils.corpus.voice import SENTENCES, resolve_engine, seeded_rng, speak, speaker_voice, synthesize
 
 __all__ = [
+    "BAD_KINDS",
+    "DEFAULT_SPLITS",
     "FOLDER_BAD_FILES",
     "FOLDER_FORMATS",
     "FOLDER_RATES",
     "FOLDER_SPLITS",
+    "make_bad_files",
     "make_folder_corpus",
     "make_list_corpus",
+    "make_sample_corpus",
 ]
+
+DEFAULT_SPLITS = {"train-clean-100": (4, 6), "dev-clean": (2, 4), "test-clean": (2, 3)}
+
+# Kinds of files added by make_bad_files, in order. Names: <speaker>_<chapter>_<kind>_000000.wav
+BAD_KINDS = ("zerobyte", "truncated", "notaudio", "stereo44k", "rate8k", "tooshort", "toolong", "notext")
+BAD_SPEAKER = "9999"
+BAD_CHAPTER = "999999"
 
 # Folder and list corpora: {split folder: (n_speakers, n_utterances)}; "" is no split folder
 FOLDER_SPLITS = {"train": (3, 3), "valid": (1, 2), "test": (1, 2)}
@@ -85,15 +101,17 @@ def make_folder_corpus(
         for _ in range(n_speakers):
             speaker_number += 1
             speaker = f"spk{speaker_number:02d}"
-            voice = _speaker(seed, speaker)
+            voice = speaker_voice(seed, speaker)
             for u in range(n_utts):
                 rate = sample_rates[index % len(sample_rates)]
                 path = root / split / speaker / f"{speaker}_{u + 1:03d}.{formats[index % len(formats)]}"
-                rng = _rng(seed, "folder", speaker, u)
+                rng = seeded_rng(seed, "folder", speaker, u)
                 n = round(rng.uniform(min_seconds, max_seconds) * rate)
                 audio = synthesize(n, rate, voice, rng)
                 if stereo_every and index % stereo_every == stereo_every - 1:
-                    audio = np.stack([audio, synthesize(n, rate, voice, _rng(seed, "right", speaker, u))], 1)
+                    audio = np.stack(
+                        [audio, synthesize(n, rate, voice, seeded_rng(seed, "right", speaker, u))], 1
+                    )
                 _write_audio(path, audio, rate)
                 files.append(path)
                 index += 1
@@ -108,11 +126,13 @@ def _make_folder_bad_files(folder: Path, seed: int) -> None:
     paths["spk99/empty.wav"].parent.mkdir(parents=True, exist_ok=True)
     paths["spk99/empty.wav"].write_bytes(b"")
     paths["spk99/notaudio.flac"].write_text("Not audio at all.\n", encoding="utf-8")
-    voice = _speaker(seed, "spk99")
-    _write_audio(paths["spk99/truncated.wav"], synthesize(32000, 16000, voice, _rng(seed, "cut")), 16000)
+    voice = speaker_voice(seed, "spk99")
+    _write_audio(
+        paths["spk99/truncated.wav"], synthesize(32000, 16000, voice, seeded_rng(seed, "cut")), 16000
+    )
     data = paths["spk99/truncated.wav"].read_bytes()
     paths["spk99/truncated.wav"].write_bytes(data[: 44 + (len(data) - 44) // 2])
-    _write_audio(paths["spk99/short.ogg"], synthesize(4800, 16000, voice, _rng(seed, "short")), 16000)
+    _write_audio(paths["spk99/short.ogg"], synthesize(4800, 16000, voice, seeded_rng(seed, "short")), 16000)
 
 
 def make_list_corpus(root, list_name: str = "files.csv", absolute: bool = False, **folder_options) -> Path:
@@ -148,3 +168,123 @@ def make_list_corpus(root, list_name: str = "files.csv", absolute: bool = False,
         text = "\n".join(lines) + "\n"
     list_path.write_text(text, encoding="utf-8")
     return list_path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Corpus
+# ----------------------------------------------------------------------------------------------------
+
+
+def make_sample_corpus(
+    root,
+    splits: dict | None = None,
+    sample_rate: int = 24000,
+    min_seconds: float = 1.2,
+    max_seconds: float = 3.0,
+    seed: int = 0,
+    engine: str = "auto",
+    bad: bool = False,
+    long_seconds: float = 12.0,
+) -> Path:
+    """Write a small LibriTTS-layout corpus under ``root`` and return ``root`` (the recipe's data_folder).
+
+    Arguments
+    ---------
+    root : where to write (created if needed); existing files of the same names are overwritten.
+    splits : ``{split_name: (n_speakers, n_utterances_per_speaker)}``; default ``DEFAULT_SPLITS``
+        (train-clean-100 4x6, dev-clean 2x4, test-clean 2x3).
+    sample_rate : rate of the 16-bit PCM wavs (24 kHz as LibriTTS).
+    min_seconds, max_seconds : each utterance's length is drawn in this range.
+    seed : everything (speakers, sentences, lengths, audio) follows from it.
+    engine : ``"auto"``, ``"espeak"`` or ``"synthetic"`` (see the module docstring).
+    bad : also add the files of ``make_bad_files`` to every split.
+    long_seconds : length of the ``toolong`` bad file.
+
+    Speakers are numbered ``1001, 1002, ...`` in the first split, ``2001, ...`` in the second, and so on
+    (no speaker in two splits); each speaker has chapters of up to 4 utterances.
+    """
+    if not 0 < min_seconds <= max_seconds:
+        raise ValueError(f"need 0 < min_seconds <= max_seconds, got {min_seconds}, {max_seconds}")
+    root = Path(root)
+    splits = DEFAULT_SPLITS if splits is None else splits
+    engine = resolve_engine(engine)
+    with tempfile.TemporaryDirectory(prefix="sample_corpus_") as workdir:
+        for split_index, (split, (n_speakers, n_utts)) in enumerate(splits.items()):
+            for s in range(n_speakers):
+                speaker_id = str(1000 * (split_index + 1) + s + 1)
+                speaker = speaker_voice(seed, speaker_id)
+                transcripts: dict[Path, list[str]] = {}
+                for u in range(n_utts):
+                    chapter = f"{speaker_id}{u // 4 + 1:02d}"
+                    uttid = f"{speaker_id}_{chapter}_{u + 1:06d}_000000"
+                    rng = seeded_rng(seed, split, speaker_id, u)
+                    text = SENTENCES[int(rng.integers(len(SENTENCES)))]
+                    folder = root / split / speaker_id / chapter
+                    if engine == "espeak":
+                        audio = speak(text, speaker, sample_rate, min_seconds, max_seconds, rng, workdir)
+                    else:
+                        n = round(rng.uniform(min_seconds, max_seconds) * sample_rate)
+                        audio = synthesize(n, sample_rate, speaker, rng)
+                    _write_audio(folder / f"{uttid}.wav", audio, sample_rate)
+                    (folder / f"{uttid}.normalized.txt").write_text(text, encoding="utf-8")
+                    (folder / f"{uttid}.original.txt").write_text(text, encoding="utf-8")
+                    transcripts.setdefault(folder / f"{speaker_id}_{chapter}.trans.tsv", []).append(
+                        f"{uttid}\t{text}\t{text}\n"
+                    )
+                for path, lines in transcripts.items():
+                    path.write_text("".join(lines), encoding="utf-8")
+            if bad:
+                make_bad_files(root / split, sample_rate=sample_rate, long_seconds=long_seconds, seed=seed)
+    return root
+
+
+def make_bad_files(
+    split_dir,
+    speaker: str = BAD_SPEAKER,
+    chapter: str = BAD_CHAPTER,
+    sample_rate: int = 24000,
+    long_seconds: float = 12.0,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Add one file of each kind in ``BAD_KINDS`` under ``split_dir/<speaker>/<chapter>/``.
+
+    Each is ``<speaker>_<chapter>_<kind>_000000.wav``, with a ``.normalized.txt`` beside it except for
+    ``notext``:
+
+    * ``zerobyte``: an empty file;
+    * ``truncated``: a valid 2 s WAV header with half of its audio data cut off;
+    * ``notaudio``: a text file named ``.wav``;
+    * ``stereo44k``: valid 2-channel 44.1 kHz audio (2 s);
+    * ``rate8k``: valid mono 8 kHz audio (2 s);
+    * ``tooshort``: valid, 0.3 s;
+    * ``toolong``: valid, ``long_seconds``;
+    * ``notext``: valid (2 s) but without its ``.normalized.txt``.
+
+    Returns ``{kind: wav path}``.
+    """
+    folder = Path(split_dir) / speaker / chapter
+    folder.mkdir(parents=True, exist_ok=True)
+    voice = speaker_voice(seed, speaker)
+    paths = {kind: folder / f"{speaker}_{chapter}_{kind}_000000.wav" for kind in BAD_KINDS}
+
+    def speech(seconds, rate, key):
+        return synthesize(round(seconds * rate), rate, voice, seeded_rng(seed, "bad", key))
+
+    paths["zerobyte"].write_bytes(b"")
+    _write_audio(paths["truncated"], speech(2.0, sample_rate, "truncated"), sample_rate)
+    data = paths["truncated"].read_bytes()
+    paths["truncated"].write_bytes(data[: 44 + (len(data) - 44) // 2])
+    paths["notaudio"].write_text("This is a text file, not audio.\n", encoding="utf-8")
+    stereo = np.stack([speech(2.0, 44100, "left"), speech(2.0, 44100, "right")], axis=1)
+    _write_audio(paths["stereo44k"], stereo, 44100)
+    _write_audio(paths["rate8k"], speech(2.0, 8000, "rate8k"), 8000)
+    _write_audio(paths["tooshort"], speech(0.3, sample_rate, "tooshort"), sample_rate)
+    _write_audio(paths["toolong"], speech(long_seconds, sample_rate, "toolong"), sample_rate)
+    _write_audio(paths["notext"], speech(2.0, sample_rate, "notext"), sample_rate)
+    for kind, path in paths.items():
+        text_path = path.with_name(path.name[: -len(".wav")] + ".normalized.txt")
+        if kind == "notext":
+            text_path.unlink(missing_ok=True)
+        else:
+            text_path.write_text(f"A deliberately unusual file of kind {kind}.", encoding="utf-8")
+    return paths

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 
 from utils.corpus.manifest import ManifestEntry
 
+SPLITS = ("train", "valid", "test")
+"""The sets every corpus is split into (one manifest each)."""
+
 __all__ = [
+    "SPLITS",
     "check_proportions",
     "compile_speaker_pattern",
     "cut",
@@ -45,7 +49,7 @@ def draw_valid(
 
 def ratio_counts(total: int, split_ratio: Sequence[float]) -> dict[str, int]:
     """LibriTTS ``split_ratio`` (e.g. ``[80, 10, 10]``): ``int(total * r / sum)`` for train and valid, the
-    rest for test (as the original)."""
+    rest for test."""
     n_train = int(total * split_ratio[0] / sum(split_ratio))
     n_valid = int(total * split_ratio[1] / sum(split_ratio))
     return {"train": n_train, "valid": n_valid, "test": total - n_train - n_valid}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from focalcodec.files import atomic_write, atomic_write_json, format_bytes
-from utils.feature_cache.key import ManifestEntry, cache_key, encoder_fingerprint
+from utils.feature_cache.key import ManifestEntry, cache_key
 from utils.feature_cache.layout import (
     DEFAULT_DTYPE,
     DTYPES,
@@ -33,6 +33,7 @@ from utils.feature_cache.layout import (
     shard_file,
 )
 from utils.feature_cache.reader import FeatureCache
+from utils.runs import encoder_fingerprint
 
 __all__ = ["DEFAULT_SHARD_BYTES", "BuildPlan", "build_feature_cache", "plan_build"]
 

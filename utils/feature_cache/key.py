@@ -9,11 +9,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from utils.feature_cache.layout import FORMAT_VERSION
 
-__all__ = ["ManifestEntry", "cache_key", "encoder_config", "encoder_fingerprint", "manifest_entries"]
+__all__ = ["ManifestEntry", "cache_key", "encoder_config", "manifest_entries"]
 
 # hparams keys of the encoder that are not constructor arguments (where the weights come from is covered
 # by hashing the weights themselves)
@@ -79,17 +77,6 @@ def encoder_config(hparams: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def encoder_fingerprint(encoder: torch.nn.Module) -> str:
-    """sha256 (64 hex digits) over the encoder's class and every state_dict tensor (name, dtype, shape,
-    raw bytes)."""
-    digest = hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def cache_key(
     encoder_sha256: str,
     config: Mapping[str, Any],
@@ -101,7 +88,7 @@ def cache_key(
 
     Arguments
     ---------
-    encoder_sha256 : :func:`encoder_fingerprint` of the encoder.
+    encoder_sha256 : :func:`utils.runs.encoder_fingerprint` of the encoder.
     config : the encoder's constructor config (:func:`encoder_config`); values JSON cannot hold are
         hashed as their ``str``.
     entries : the utterances cached (:func:`manifest_entries`), in cache order.

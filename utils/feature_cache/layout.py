@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.crop import min_crop_samples
-
 __all__ = [
     "DEFAULT_DTYPE",
     "DTYPES",
@@ -46,6 +44,19 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 DEFAULT_DTYPE = "float16"
 INDEX_FILE = "index.json"
 META_FILE = "meta.json"
+
+
+def min_crop_samples(num_frames: int, kernel_sizes: list[int], strides: list[int]) -> int:
+    """Fewest waveform samples from which a strided conv stack yields ``num_frames`` frames.
+
+    E.g. WavLM's stack (kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2) has a 400-sample receptive field
+    and a 320-sample hop: 22 frames need 400 + 21 * 320 = 7120 samples.
+    """
+    receptive_field, hop = 1, 1
+    for kernel, stride in zip(kernel_sizes, strides, strict=True):
+        receptive_field += (kernel - 1) * hop
+        hop *= stride
+    return receptive_field + (num_frames - 1) * hop
 
 
 class FeatureCacheError(RuntimeError):
@@ -85,7 +96,7 @@ class FrameGeometry:
     def of_encoder(cls, encoder: torch.nn.Module) -> "FrameGeometry":
         """The geometry of the encoder's strided convolution front end
         (``encoder.feature_extractor.layers[i].conv``, as :class:`focalcodec.wavlm.WavLM`), computed by
-        :func:`utils.crop.min_crop_samples` (the decoder crop's source of truth too).
+        :func:`min_crop_samples` (the decoder crop's source of truth too).
 
         Raises
         ------

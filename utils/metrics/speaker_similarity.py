@@ -6,15 +6,14 @@ the input (the hub feature extractor is not applied), very short items are repli
 right, and the figure is the mean cosine over utterances on a **0-1 scale** (the paper's tables show it
 ×100).
 
-Difference from the original: it padded to 4880 samples, the shortest input the x-vector TDNN accepts,
-but that leaves a single TDNN frame whose (unbiased) standard deviation in the statistics pooling is NaN,
-so every item shorter than 5200 samples (0.325 s) got a NaN similarity. Here items are padded to 5200
-samples (two TDNN frames), the shortest length with a finite embedding; longer items are unaffected.
+Items shorter than 5200 samples (0.325 s) are padded to 5200 (two TDNN frames), the shortest length with
+a finite embedding: at 4880, the shortest input the x-vector TDNN accepts, a single frame's (unbiased)
+standard deviation in the statistics pooling is NaN (docs/deviations.md #16).
 
 Items are cut to their true length first and only items of equal length are batched together, so
-padding never reaches the model (and no attention mask is needed; the original's mask was all ones at its
-default batch size of 1). Masking alone would not be enough: WavLM-base normalises its first convolution
-over time (group norm), which an attention mask does not shield from padding.
+padding never reaches the model (and no attention mask is needed). Masking alone would not be enough:
+WavLM-base normalises its first convolution over time (group norm), which an attention mask does not
+shield from padding.
 :class:`~utils.metrics.suite.QualityMetrics` falls back to Resemblyzer (``Sim-Resemblyzer``) when this
 model cannot be loaded.
 """
@@ -34,7 +33,7 @@ from utils.metrics.common import (
 __all__ = ["MIN_SAMPLES", "SV_SOURCE", "SpeakerSimilarity"]
 
 SV_SOURCE = "microsoft/wavlm-base-sv"
-MIN_SAMPLES = 5200  # the original's 4880 gives one TDNN frame and a NaN std (see the module docstring)
+MIN_SAMPLES = 5200  # 4880 gives one TDNN frame and a NaN std (see the module docstring)
 
 
 def _load_xvector(label: str, source: str, cache_dir: str | None):

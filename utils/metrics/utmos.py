@@ -6,9 +6,8 @@ use; offline, pass a local clone of SpeechMOS as ``source`` (its weight file mus
 checkpoint cache, or be given as ``checkpoint``). :class:`~utils.metrics.suite.QualityMetrics` falls back
 to DNSMOS when UTMOS cannot be loaded.
 
-Difference from the original: the original scored padded batches as they were (``lens`` was ignored, so
-padding zeros were part of the utterance). Here every item is cut to its true length first; items of
-equal length are scored together, so no padding is ever seen by the model.
+Every item is cut to its true length first; items of equal length are scored together, so no padding is
+ever seen by the model (docs/deviations.md #16).
 """
 
 import torch

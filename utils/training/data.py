@@ -1,0 +1,225 @@
+"""The data pipeline every stage shares: manifests -> datasets of 16 kHz mono waveforms -> loader options.
+
+Audio is read with soundfile, downmixed to mono and resampled on load, so the corpus itself is never
+modified. With ``pcm16_audio`` (the original mode) it is then rounded to 16 bit in memory, as a 16-bit WAV
+holds it (docs/deviations.md #1).
+"""
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.data_pipeline import provides, takes
+
+from focalcodec.audio import load_audio, load_audio_segment
+from utils.corpus import SPLITS, as_prepared
+
+__all__ = ["TrainItems", "add_cached_crops", "add_cached_features", "dataio_prepare", "loader_kwargs"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainItems:
+    """What a stage's training items hold (each a function of the loaded YAML).
+
+    min_seconds : shorter training utterances are dropped (e.g. shorter than the decoder's crop).
+    audio : with the feature cache, whether the waveform is read too (the decoder stage's target); without
+        it a cached training set reads no audio at all.
+    crop : with the feature cache, ``(frames, hop_length)`` of a crop read alone from the cache and the
+        audio file (:func:`add_cached_crops`), or ``None`` for whole utterances.
+    """
+
+    min_seconds: Callable[[dict], float] = lambda hparams: 0.0
+    audio: bool = True
+    crop: Callable[[dict], tuple[int, int] | None] = lambda hparams: None
+
+
+def _random_segment(sig: torch.Tensor, segment_size: int, pad: bool) -> torch.Tensor:
+    """An optional random waveform crop of ``segment_size`` samples (zero-padded when shorter and ``pad``)."""
+    delta = segment_size - len(sig)
+    if delta > 0 and pad:
+        return torch.nn.functional.pad(sig, (0, delta))
+    if delta < 0:
+        start = random.randint(0, -delta)
+        return sig[start : start + segment_size]
+    return sig
+
+
+def _audio_pipeline(
+    sample_rate: int, segment_size: int | None = None, segment_pad: bool = False, pcm16: bool = False
+) -> Callable[[str], torch.Tensor]:
+    """A dynamic item ``wav -> sig`` (rounded to 16 bit with ``pcm16``, see :func:`as_prepared`)."""
+
+    @takes("wav")
+    @provides("sig")
+    def pipeline(wav: str) -> torch.Tensor:
+        sig = as_prepared(load_audio(wav, sample_rate), pcm16)
+        if segment_size is not None:
+            sig = _random_segment(sig, segment_size, segment_pad)
+        return sig
+
+    return pipeline
+
+
+def _filter(
+    dataset: DynamicItemDataset, stage: str, min_duration: float, max_duration: float, descending: bool
+) -> DynamicItemDataset:
+    """Keep utterances within ``[min_duration, max_duration]`` seconds (counts logged); sort by duration."""
+    durations = [entry["duration"] for entry in dataset.data.values()]
+    too_short = sum(d < min_duration for d in durations)
+    too_long = sum(d > max_duration for d in durations)
+    dataset = dataset.filtered_sorted(
+        sort_key="duration",
+        reverse=descending,
+        key_min_value={"duration": min_duration},
+        key_max_value={"duration": max_duration},
+    )
+    logger.info(
+        f"{stage}: {len(dataset)} of {len(durations)} utterances kept "
+        f"({too_short} shorter than {min_duration:g} s, {too_long} longer than {max_duration:g} s)"
+    )
+    if len(dataset) == 0:
+        raise ValueError(
+            f"The {stage} set is empty after filtering by duration [{min_duration:g}, {max_duration:g}] s: "
+            f"check {stage}_json and {stage}_remove_if_longer"
+        )
+    return dataset
+
+
+def _sorted_descending(hparams: dict, stage: str) -> bool:
+    """Train follows ``sorting`` (random order comes from the sampler, over an ascending
+    list); valid and test run longest first, except in ``--debug``."""
+    if stage == "train":
+        return hparams["sorting"] == "descending"
+    return not hparams.get("debug", False)
+
+
+def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, DynamicItemDataset]:
+    """Build the train/valid/test datasets from the JSON manifests.
+
+    Arguments
+    ---------
+    hparams : the loaded YAML. Reads ``{stage}_json``, ``{stage}_remove_if_longer``, ``sample_rate``,
+        ``data_folder``, ``segment_size``, ``segment_pad``, ``pcm16_audio`` and ``debug`` (optional).
+    train_min_duration : training utterances shorter than this (seconds) are dropped, e.g. shorter than
+        the decoder stage's crop.
+
+    Returns
+    -------
+    {"train": ..., "valid": ..., "test": ...}, each item giving ``id`` and ``sig`` (N,) at ``sample_rate``.
+    """
+    datasets = {}
+    for stage in SPLITS:
+        dataset = DynamicItemDataset.from_json(
+            hparams[f"{stage}_json"], replacements={"data_root": hparams["data_folder"]}
+        )
+        dataset = _filter(
+            dataset,
+            stage,
+            min_duration=train_min_duration if stage == "train" else 0.0,
+            max_duration=hparams[f"{stage}_remove_if_longer"],
+            descending=_sorted_descending(hparams, stage),
+        )
+        crop = hparams.get("segment_size") if stage == "train" else None
+        dataset.add_dynamic_item(
+            _audio_pipeline(
+                hparams["sample_rate"],
+                crop,
+                hparams.get("segment_pad", False),
+                hparams.get("pcm16_audio", False),
+            )
+        )
+        dataset.set_output_keys(["id", "sig"])
+        datasets[stage] = dataset
+    return datasets
+
+
+def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.Tensor], audio: bool) -> None:
+    """Serve the frozen-encoder features of ``cache`` as the item ``feats`` (see utils/feature_cache/).
+
+    Arguments
+    ---------
+    dataset : a dataset of :func:`dataio_prepare`.
+    cache : uttid -> (T, D) float32 features, e.g. a ``FeatureCache``.
+    audio : keep ``sig`` among the outputs (the decoder stage's target, valid/test references). Without
+        it the audio is not even read.
+    """
+
+    @takes("id")
+    @provides("feats")
+    def pipeline(uttid: str) -> torch.Tensor:
+        return cache[uttid]
+
+    dataset.add_dynamic_item(pipeline)
+    keys = [key for key in dataset.pipeline.output_mapping if audio or key != "sig"]
+    dataset.set_output_keys([*keys, "feats"])
+
+
+def add_cached_crops(
+    dataset: DynamicItemDataset,
+    cache,
+    num_frames: int,
+    hop_length: int,
+    sample_rate: int,
+    pcm16: bool = False,
+) -> None:
+    """Serve random training crops read alone: ``crop_feats`` (S, D) frames of the feature cache and the
+    ``crop_sig`` (S * hop_length,) samples they stand for, read from the audio file by offset.
+
+    The crop start is uniform over the utterance's valid starts ``0 .. T - S`` (``T`` its cached frame
+    count), drawn anew every time the item is read; frame ``i`` of the crop covers samples
+    ``[i * hop, (i + 1) * hop)`` of the audio crop: the distribution and alignment of
+    :func:`utils.training.crop.random_feature_crop` on a cached batch, without reading whole utterances.
+
+    Arguments
+    ---------
+    dataset : the training dataset of :func:`dataio_prepare` (utterances shorter than a crop filtered out).
+    cache : a ``FeatureCache`` (``num_frames(uttid)`` and ``frames(uttid, start, count)``).
+    num_frames : crop length ``S`` in frames.
+    hop_length : samples per frame at ``sample_rate``.
+    sample_rate : rate of the audio crop.
+    pcm16 : round the audio crop to 16 bit (:func:`as_prepared`).
+    """
+
+    @takes("id", "wav")
+    @provides("crop_feats", "crop_sig")
+    def pipeline(uttid: str, wav: str):
+        start = int(torch.randint(cache.num_frames(uttid) - num_frames + 1, ()))
+        yield cache.frames(uttid, start, num_frames)
+        first = start * hop_length
+        yield as_prepared(load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate), pcm16)
+
+    dataset.add_dynamic_item(pipeline)
+    dataset.set_output_keys(["id", "crop_feats", "crop_sig"])
+
+
+def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device: str) -> dict:
+    """DataLoader options for one stage.
+
+    Fixed batches (``{stage}_batch_size``; train shuffled when ``sorting: random``) or, with
+    ``dynamic_batching``, SpeechBrain's DynamicBatchSampler bounded by ``{stage}_max_batch_length`` seconds.
+    """
+    kwargs = {"num_workers": hparams["dataloader_workers"], "collate_fn": PaddedBatch}
+    if hparams["dynamic_batching"]:
+        kwargs["batch_sampler"] = DynamicBatchSampler(
+            dataset,
+            max_batch_length=hparams[f"{stage}_max_batch_length"],
+            num_buckets=hparams["num_buckets"],
+            length_func=lambda x: x["duration"],
+            shuffle=False,
+            batch_ordering=hparams["sorting"] if stage == "train" else "descending",
+            max_batch_ex=hparams["max_batch_size"],
+        )
+        return kwargs
+    kwargs["batch_size"] = hparams[f"{stage}_batch_size"]
+    kwargs["pin_memory"] = device != "cpu"
+    if stage == "train":
+        kwargs["shuffle"] = hparams["sorting"] == "random"
+        kwargs["drop_last"] = hparams.get("segment_size") is not None and hparams.get("segment_pad", False)
+    return kwargs
