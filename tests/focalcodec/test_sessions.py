@@ -73,9 +73,14 @@ def serve(server, signals: list, as_array) -> dict[int, list]:
     return pulled
 
 
-def assert_equal_alone(model: FocalCodec, signals: list, pulled: dict) -> None:
-    for index, sig in enumerate(signals):
-        toks, codes, rec = alone(model, sig)
+@pytest.fixture(scope="module")
+def expected(stream_ref, signals) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Each session's stream coded alone (computed once for every server)."""
+    return [alone(stream_ref[0], sig) for sig in signals]
+
+
+def assert_equal_alone(expected: list, pulled: dict) -> None:
+    for index, (toks, codes, rec) in enumerate(expected):
         got = [np.concatenate([np.asarray(o[field]) for o in pulled[index]]) for field in range(3)]
         np.testing.assert_array_equal(got[0], toks.numpy())
         np.testing.assert_array_equal(got[1], codes.numpy())
@@ -84,22 +89,22 @@ def assert_equal_alone(model: FocalCodec, signals: list, pulled: dict) -> None:
 
 
 @pytest.mark.parametrize("max_batch", [None, 2])
-def test_pytorch_sessions_equal_each_stream_alone(stream_ref, signals, max_batch) -> None:
+def test_pytorch_sessions_equal_each_stream_alone(stream_ref, signals, expected, max_batch) -> None:
     model, _ = stream_ref
     server = CodecStreamServer(model, max_batch=max_batch)
     pulled = serve(server, signals, lambda piece: piece)
-    assert_equal_alone(model, signals, pulled)
+    assert_equal_alone(expected, pulled)
 
 
 @pytest.mark.slow
-def test_onnx_runtime_sessions_equal_each_stream_alone(tmp_path, stream_ref, signals) -> None:
+def test_onnx_runtime_sessions_equal_each_stream_alone(tmp_path, stream_ref, signals, expected) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
     from focalcodec.onnx_runtime import OnnxCodec
 
     model, _ = stream_ref
     codec = OnnxCodec(model.onnx(tmp_path / "stream.onnx", return_state=True))
     pulled = serve(codec.server(), signals, lambda piece: piece.numpy())
-    assert_equal_alone(model, signals, pulled)
+    assert_equal_alone(expected, pulled)
     state = codec.step(np.zeros((1, CHUNK), np.float32))[1]
     mixed = [np.concatenate(pair) for pair in zip(state, codec.initial_state(1), strict=True)]
     with pytest.raises(ValueError, match="mixes new streams"):
