@@ -341,6 +341,7 @@ def test_runner_errors(exported, tmp_path) -> None:
 # int8 weights
 
 
+@pytest.mark.slow
 def test_int8_stream_model_on_real_speech(tmp_path, exported, stream_ref) -> None:
     """``quantize="int8"``: every linear layer's weights int8 (in both branches, stored once), a smaller
     file marked ``int8``, and on real speech tokens equal to PyTorch's float ones on nearly every frame and
