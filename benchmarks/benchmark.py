@@ -24,9 +24,10 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
   (benchmarks/training.py).
 * ``tokenization``: ``python -m focalcodec.cli encode`` of a corpus at batch 1 against batch N: files/s,
   audio-hours/hour, tokens compared (see benchmarks/tokenization.py).
-* ``streaming``: the FocalCodec-Stream codec coded and decoded chunk by chunk (80 ms): latency per chunk
-  (p50 / p95 / max) and real-time factor, PyTorch eager vs TorchScript vs ONNX Runtime (see
-  benchmarks/streaming.py).
+* ``streaming``: the FocalCodec-Stream codec coded and decoded chunk by chunk (80 ms) on real speech: latency
+  per chunk (p50 / p95 / max) and real-time factor, PyTorch eager vs TorchScript vs ONNX Runtime in float32
+  and int8, the int8 model's quality cost, ONNX Runtime session options, and the streams served at once in
+  real time (see benchmarks/streaming.py, benchmarks/streaming_sessions.py).
 
 Uncached and cached steps are interleaved (one of each, repeatedly) so that drifting machine load hits both
 alike; the figure is the median after warm-up steps. The encoder's share is the median time spent in its
@@ -55,7 +56,16 @@ from benchmarks.training import compile_section, train_section
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization", "streaming")
 # Options a section's process receives from the parent
-FORWARDED = ("device", "threads", "batch_size", "warmup", "repeats", "codec_repeats", "cache_dtype")
+FORWARDED = (
+    "device",
+    "threads",
+    "batch_size",
+    "warmup",
+    "repeats",
+    "codec_repeats",
+    "cache_dtype",
+    "stream_model",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,6 +85,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="measured training steps per mode (default 5, quick 1)")
     parser.add_argument("--codec_repeats", type=int, help="measured codec runs (default 5, quick 1)")
     parser.add_argument("--cache_dtype", default="float16", choices=["float16", "float32"])
+    parser.add_argument(
+        "--stream_model",
+        default="",
+        help="streaming section: a causal checkpoint (folder or Hub id) instead of random weights",
+    )
     parser.add_argument("--_section", help=argparse.SUPPRESS)
     parser.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -10,7 +10,8 @@ Runs, through the real command lines, on a generated corpus (random encoder, not
   the test stage, in fp32, bf16 and fp16 (fp16: CUDA only), without and with the feature cache: step time
   (median over the run's steps, device synchronised) and peak GPU memory;
 * the export of the fp32 runs and ``python -m focalcodec.cli resynth`` of the test utterances on the device;
-* ``python -m benchmarks.benchmark`` (training steps with/without cache, codec real-time factor).
+* ``python -m benchmarks.benchmark`` (training steps with/without cache, codec real-time factor, streaming
+  latency in float32 and int8, streams served at once: on CUDA by PyTorch).
 
 Exits with status 1 if any check fails (its output is kept in ``<work>/<check>.log``).
 """

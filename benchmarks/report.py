@@ -110,9 +110,10 @@ def streaming_table(report: dict) -> list[str]:
         return []
     figures = report["streaming"]
     chunk = figures["chunk_ms"]
+    weights = "random weights" if figures["weights"] == "random" else figures["weights"]
     lines = [
-        f"| streaming, {chunk:g} ms chunks of {figures['audio_seconds']:g} s of audio "
-        f"({figures['num_parameters'] / 1e6:.3g} M parameters), encode + decode | p50 | p95 | max "
+        f"| streaming, {chunk:g} ms chunks of {figures['audio_seconds']:.0f} s of real speech "
+        f"({figures['num_parameters'] / 1e6:.3g} M parameters, {weights}), encode + decode | p50 | p95 | max "
         "| real-time factor | tokens equal to eager |",
         "|---|---|---|---|---|---|",
     ]
@@ -120,9 +121,51 @@ def streaming_table(report: dict) -> list[str]:
         p95 = f"**{run['p95_ms']:.1f} ms**" if run["p95_ms"] < chunk else f"{run['p95_ms']:.1f} ms"
         lines.append(
             f"| {name} | {run['p50_ms']:.1f} ms | {p95} | {run['max_ms']:.1f} ms "
-            f"| {run['real_time_factor']:.2f} | {'yes' if run['same_tokens_as_eager'] else 'NO'} |"
+            f"| {run['real_time_factor']:.2f} | {100 * run['tokens_equal_to_eager']:.1f} % |"
         )
+    lines.append("")
+    for name, run in figures["runtimes"].items():
+        if "quality" in run:
+            quality = run["quality"]
+            lines += [
+                f"| {name} against float32 (eager), same speech | tokens equal | log-mel L1 | DNSMOS OVRL "
+                "(float32 → int8) |",
+                "|---|---|---|---|",
+                f"| {name} | {100 * quality['tokens_equal']:.1f} % | {quality['mel_distance']:.3f} "
+                f"| {quality['float_dnsmos_ovrl']:.2f} → {quality['dnsmos_ovrl']:.2f} |",
+                "",
+            ]
+    return lines + onnx_options_table(figures) + sessions_table(figures)
+
+
+def onnx_options_table(figures: dict) -> list[str]:
+    if "onnx_options" not in figures:
+        return []
+    lines = ["| ONNX Runtime session options, int8 stream model | p50 per chunk | speed vs default |"]
+    lines.append("|---|---|---|")
+    for name, run in figures["onnx_options"].items():
+        lines.append(f"| {name} | {run['p50_ms']:.1f} ms | **{run['vs_default']:.2f}×** |")
     return [*lines, ""]
+
+
+def sessions_table(figures: dict) -> list[str]:
+    chunk = figures["chunk_ms"]
+    lines = [
+        f"| streams at once, one batched step per {chunk:g} ms | sessions | step p50 | step p95 | step max "
+        "| audio s / wall s | real time (p95 < chunk) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, server in figures["sessions"].items():
+        for count, run in server["by_sessions"].items():
+            lines.append(
+                f"| {name} | {count} | {run['p50_ms']:.1f} ms | {run['p95_ms']:.1f} ms "
+                f"| {run['max_ms']:.1f} ms | {run['audio_seconds_per_second']:.2f} "
+                f"| {'**yes**' if run['real_time'] else 'no'} |"
+            )
+    best = ", ".join(
+        f"{name} {server['max_real_time_sessions']}" for name, server in figures["sessions"].items()
+    )
+    return [*lines, "", f"Largest number of sessions (of 1, 8, 32) in real time: {best}.", ""]
 
 
 def markdown(report: dict) -> str:

@@ -4,3 +4,7 @@ Nothing in this package knows about LibriTTS, YAML or SpeechBrain's Brain: it ca
 
 The models and their specs: docs/design.md; using a codec: docs/export.md.
 """
+
+__version__ = "0.0.2+recipe"
+"""The upstream ``focalcodec`` release whose API and checkpoints this package implements (0.0.2), with this
+recipe's local version label."""

@@ -22,12 +22,13 @@ import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalcodec import __version__ as PACKAGE_VERSION
 from focalcodec.audio import fit_length
 from focalcodec.bsq import BinarySphericalQuantizer
 from focalcodec.checks import (
@@ -97,6 +98,9 @@ class FocalCodec(PretrainedMixin, nn.Module):
     ...         toks_i, codes_i, rec_i, *state = model(chunk, *state, return_state=True)
     """
 
+    __version__ = PACKAGE_VERSION
+    """This package's version (upstream's ``FocalCodec.__version__``)."""
+
     def __init__(
         self,
         encoder_name: str = "WavLM",
@@ -133,6 +137,8 @@ class FocalCodec(PretrainedMixin, nn.Module):
         # input sizes, read once from the eager modules (``jit`` may replace them by ScriptModules)
         self._feats_dim = _input_dim(self.compressor)
         self._qfeats_dim = _input_dim(self.decoder)
+        self.model_id: str | None = None
+        """Where ``from_config``/``from_pretrained`` found the codec (``None`` when built otherwise)."""
 
     # ----------------------------------------------------------------------------------------------
     # Properties
@@ -190,6 +196,21 @@ class FocalCodec(PretrainedMixin, nn.Module):
     def codebook(self) -> torch.Tensor:
         """(codebook_size, code_dim) all codes, row ``i`` being the code of token ``i``."""
         return self.quantizer.codebook
+
+    def info(self) -> dict[str, Any]:
+        """The model at a glance, as upstream's ``info()``: ``model_id``, ``version``, the input and output
+        sample rates, ``causal``, ``chunk_size`` (samples), ``latency`` (ms) and ``num_total_params`` (every
+        state_dict value)."""
+        return {
+            "model_id": self.model_id,
+            "version": self.__version__,
+            "sample_rate_input": self.sample_rate_input,
+            "sample_rate_output": self.sample_rate_output,
+            "causal": self.causal,
+            "chunk_size": self.chunk_size,
+            "latency": self.latency,
+            "num_total_params": sum(value.numel() for value in self.state_dict().values()),
+        }
 
     # ----------------------------------------------------------------------------------------------
     # Encoding. States: see the module docstring of ``focalcodec.streaming``; empty = a new stream.
@@ -532,27 +553,31 @@ class FocalCodec(PretrainedMixin, nn.Module):
 
     def onnx(
         self,
-        path: str | os.PathLike,
+        f: str | os.PathLike | BinaryIO,
         batch_size: int | None = None,
         chunk_size: int | None = None,
         return_state: bool = False,
-        **export_kwargs: Any,
-    ) -> Path:
+        quantize: str | None = None,
+        **kwargs: Any,
+    ) -> Path | BinaryIO:
         """Export to ONNX: ``forward`` on whole signals, or (``return_state``, causal models) one streaming
         step that starts a fresh stream as PyTorch does. Run it with ``focalcodec.onnx_runtime.OnnxCodec``.
 
         Arguments
         ---------
-        path : the ``.onnx`` file to write.
+        f : the ``.onnx`` file to write, or a binary file object (e.g. ``io.BytesIO``, as upstream's tests)
+            for models whose weights fit in one file (under 1 GiB).
         batch_size : fixed batch size, or ``None`` for a dynamic batch axis.
         chunk_size : samples per call (stream: a multiple of :attr:`chunk_size`, the default); offline, a
             fixed input length instead of a dynamic time axis.
         return_state : export the streaming step, states as inputs ``input_state.i`` and outputs
             ``output_state.i``.
-        **export_kwargs : passed to ``torch.onnx.export`` (e.g. ``opset_version``).
+        quantize : ``"int8"``: int8 weights for the matrix products (ONNX Runtime's dynamic quantization,
+            see ``focalcodec.onnx_quantize``); ``None``: float32.
+        **kwargs : passed to ``torch.onnx.export`` (e.g. ``opset_version``).
 
         Returns
         -------
-        The path written. Graphs, names and limits: see ``focalcodec.onnx_export``.
+        The path written (or ``f``). Graphs, names and limits: see ``focalcodec.onnx_export``.
         """
-        return export_onnx(self, path, batch_size, chunk_size, return_state, **export_kwargs)
+        return export_onnx(self, f, batch_size, chunk_size, return_state, quantize, **kwargs)

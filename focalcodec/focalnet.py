@@ -83,6 +83,8 @@ class FocalModulation(nn.Module):
     causal : replicate left padding, window convolution instead of the global mean, DynamicTanh norm.
     window_size : kernel size of the causal window level.
     tanhscale_init : initial DynamicTanh alpha (causal post-norm only).
+    store_hidden : keep the last forward's ``gates`` (B, L + 1, T) and ``modulator`` (B, C, T) as attributes
+        (upstream's hook for inspecting the model; NaN until then). Also settable later.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class FocalModulation(nn.Module):
         causal: bool = False,
         window_size: int = 512,
         tanhscale_init: float = 0.5,
+        store_hidden: bool = False,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -116,6 +119,9 @@ class FocalModulation(nn.Module):
             self.layers.append(nn.Sequential(nn.Conv1d(dim, dim, kernel_size, groups=dim), nn.GELU()))
         self.norm = _norm(dim, causal, tanhscale_init) if use_post_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
+        self.store_hidden = store_hidden
+        self.gates = torch.full((), math.nan)
+        self.modulator = torch.full((), math.nan)
 
     def forward(self, x: torch.Tensor, left_context: LeftContext = None) -> tuple[torch.Tensor, LeftContext]:
         """(B, T, C) -> (B, T, C), plus the new left context (one ``(B, C, k - 1)`` tensor per level).
@@ -149,8 +155,10 @@ class FocalModulation(nn.Module):
         if self.normalize_modulator:
             context_all = context_all / (self.focal_level + 1)
 
-        modulator = self.context_proj(context_all).transpose(1, 2)
-        output = self.dropout(self.out_proj(self.norm(query * modulator)))
+        modulator = self.context_proj(context_all)
+        output = self.dropout(self.out_proj(self.norm(query * modulator.transpose(1, 2))))
+        if self.store_hidden:
+            self.gates, self.modulator = gates, modulator
         if not self.causal:
             return output, None
         return output, new_contexts
@@ -279,7 +287,8 @@ class DownScale(nn.Module):
             pad = (x.shape[-1] - self.factor) % self.factor
             if pad > 0:
                 x = F.pad(x, (0, pad))
-        return self.activation(self.downscale(x).transpose(1, 2)), context
+        # channels-last in memory: the linear layers after it are several times slower on a transposed input
+        return self.activation(self.downscale(x).transpose(1, 2).contiguous()), context
 
 
 class UpScale(nn.Module):
@@ -311,7 +320,8 @@ class UpScale(nn.Module):
             context = _last_frames(prepend_context(x.transpose(1, 2), context, self.factor - 1), self.factor)
         else:
             context = None
-        return self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2), context
+        y = self.upscale(self.activation(x).transpose(1, 2))
+        return y.transpose(1, 2).contiguous(), context  # channels-last in memory, as DownScale
 
 
 class FocalDownScale(nn.Module):
@@ -473,6 +483,17 @@ class FocalEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(hidden_dims[-1], output_dim)
 
+    @property
+    def gates(self) -> list[torch.Tensor]:
+        """Per layer, the gates (B, focal_level + 1, T) of its last forward (upstream's; NaN unless the
+        layer's ``focal_block.modulation.store_hidden`` is set)."""
+        return [layer.focal_block.modulation.gates for layer in self.layers]
+
+    @property
+    def modulators(self) -> list[torch.Tensor]:
+        """Per layer, the modulator (B, C, T) of its last forward (see :attr:`gates`)."""
+        return [layer.focal_block.modulation.modulator for layer in self.layers]
+
     def forward(
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
     ) -> tuple[torch.Tensor, list[LeftContext]]:
@@ -565,6 +586,17 @@ class FocalDecoder(nn.Module):
             if causal and lookahead_size > 0
             else nn.Identity()
         )
+
+    @property
+    def gates(self) -> list[torch.Tensor]:
+        """Per layer, the gates (B, focal_level + 1, T) of its last forward (upstream's; NaN unless the
+        layer's ``focal_block.modulation.store_hidden`` is set)."""
+        return [layer.focal_block.modulation.gates for layer in self.layers]
+
+    @property
+    def modulators(self) -> list[torch.Tensor]:
+        """Per layer, the modulator (B, C, T) of its last forward (see :attr:`gates`)."""
+        return [layer.focal_block.modulation.modulator for layer in self.layers]
 
     def forward(
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None

@@ -1,11 +1,19 @@
 """Small building blocks shared by the FocalCodec modules (padding rules, causal convolutions, Snake,
-DynamicTanh). Everything here is TorchScript-compatible."""
+DynamicTanh, a convolution as a matrix product). Everything here is TorchScript-compatible."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DynamicTanh", "Snake1d", "causal_conv1d", "pad_causal", "pad_same", "prepend_context"]
+__all__ = [
+    "DynamicTanh",
+    "Snake1d",
+    "causal_conv1d",
+    "pad_causal",
+    "pad_same",
+    "prepend_context",
+    "windowed_conv1d",
+]
 
 
 def pad_same(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -131,3 +139,36 @@ class DynamicTanh(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., C)."""
         return torch.tanh(self.alpha * x)
+
+
+def windowed_conv1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
+) -> torch.Tensor:
+    """``F.conv1d(x, weight, bias, groups=groups)`` (stride 1, no padding) as one batched matrix product of
+    the gathered input windows and the weights, group by group.
+
+    On the CPU this is several times faster than the convolution for a long grouped kernel and a few output
+    frames (the positional convolution's streaming step: kernel 128, 16 groups, 4 frames), and slower for
+    long inputs, whose windows it would also hold in memory (``T * kernel`` values per channel).
+
+    Arguments
+    ---------
+    x : (B, C_in, L)
+    weight : (C_out, C_in / groups, k)
+    bias : (C_out,) or ``None``.
+    groups : as for ``F.conv1d``.
+
+    Returns
+    -------
+    (B, C_out, L - k + 1)
+    """
+    batch, _, length = x.shape
+    channels_out, group_in, kernel = weight.shape
+    frames = length - kernel + 1
+    index = torch.arange(frames, device=x.device)[:, None] + torch.arange(kernel, device=x.device)
+    windows = x[:, :, index].view(batch, groups, group_in, frames, kernel).transpose(2, 3)
+    windows = windows.reshape(batch, groups, frames, group_in * kernel)
+    weights = weight.view(groups, channels_out // groups, group_in * kernel).transpose(1, 2)
+    out = torch.matmul(windows, weights)  # (B, groups, T, C_out / groups)
+    out = out.transpose(2, 3).reshape(batch, channels_out, frames)
+    return out if bias is None else out + bias[:, None]

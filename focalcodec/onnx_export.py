@@ -8,17 +8,19 @@ Two kinds of graph, told apart by the model's ``focalcodec.graph`` metadata (see
   ``output_time``; a given ``chunk_size`` fixes the time axes instead.
 * **stream** (``return_state=True``, causal models): one causal streaming step of a fixed ``chunk_size``
   samples, ``(sig, input_state.0..n-1) -> (toks, codes, rec_sig, output_state.0..n-1)``. The states are
-  upstream's, flattened depth first: encoder ``curr_pos`` (0-dim int64), its convolution contexts and KV
-  caches, then the compressor's, decompressor's and decoder's contexts. Axis 0 of every state of rank > 1
-  is ``batch`` (unless ``batch_size``).
+  upstream's, flattened depth first: encoder ``curr_pos`` (int64, one per stream: (B,), where upstream's is
+  0-dim, so that streams at different positions share a step), its convolution contexts and KV caches, then
+  the compressor's, decompressor's and decoder's contexts. Axis 0 of every state is ``batch`` (unless
+  ``batch_size``).
 
 **The first chunk.** Upstream binds every state input to zeros for the first chunk, which is not a fresh
 stream (the replicate-padded contexts start from zeros instead of the first frame). Here the stream model
 holds two traced graphs of ``FocalCodec.forward``: the first chunk's (no state) and a later chunk's (with
-state), in one ONNX ``If`` on ``input_state.0 == 0`` (``curr_pos``, 0 exactly at the start of a stream: every
-call adds frames). The weights are stored once, outside the branches. So binding zeros to every state input
-starts a fresh stream, equal to PyTorch's from the first chunk on (the other state inputs are then ignored),
-and a state returned by a previous step continues it.
+state), in one ONNX ``If`` on ``max(input_state.0) == 0`` (``curr_pos``, 0 exactly at the start of a
+stream: every call adds frames). The weights are stored once, outside the branches. So binding zeros to every
+state input starts fresh streams, equal to PyTorch's from the first chunk on (the other state inputs are
+then ignored), and states returned by previous steps continue them; a batch cannot mix the two (the runner
+refuses it, ``OnnxStreamServer`` runs new streams apart).
 
 Not exported: ``length`` (relative lengths of a padded batch), kNN matching (``matching_set``), ragged calls
 (the stream graph takes exactly ``chunk_size`` samples per call: zero-pad the last chunk, as
@@ -31,13 +33,14 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from focalcodec.checks import check_positive_int
+from focalcodec.onnx_quantize import QUANTIZATIONS, quantize_graph
 from focalcodec.onnx_runtime import METADATA, OUTPUTS
 from focalcodec.vocos import ISTFT
 
@@ -103,10 +106,12 @@ class _StreamGraph(nn.Module):
         self.template = template
 
     def forward(self, sig: torch.Tensor, *flat_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(B, chunk) and the flat state -> toks, codes, rec_sig and the new flat state."""
+        """(B, chunk) and the flat state -> toks, codes, rec_sig and the new flat state, whose first tensor,
+        the encoder's ``curr_pos``, has one entry per stream (B,)."""
         state = unflatten_state(flat_state, self.template) if flat_state else []
         toks, codes, rec_sig, *new_state = self.codec(sig, *state, return_state=True)
-        return (toks, codes, rec_sig, *flatten_state(new_state))
+        curr_pos, *rest = flatten_state(new_state)
+        return (toks, codes, rec_sig, curr_pos.expand(sig.shape[0]), *rest)
 
 
 @contextlib.contextmanager
@@ -136,8 +141,10 @@ def _trace_to_onnx(
     names: tuple[list[str], list[str]],
     dynamic_axes: dict[str, dict[int, str]],
     export_kwargs: dict[str, Any],
+    quantize: str | None,
 ) -> Any:
-    """``torch.onnx.export`` (TorchScript-based) of ``module(*args)`` into memory: the ``onnx.ModelProto``."""
+    """``torch.onnx.export`` (TorchScript-based) of ``module(*args)`` into memory: the ``onnx.ModelProto``
+    (its weights quantized if ``quantize``, see ``focalcodec.onnx_quantize``)."""
     import onnx
 
     with tempfile.TemporaryDirectory() as folder:
@@ -152,7 +159,8 @@ def _trace_to_onnx(
             dynamo=False,
             **{"opset_version": 17, **export_kwargs},
         )
-        return onnx.load(str(path))  # with any external data the exporter wrote beside it
+        model = onnx.load(str(path))  # with any external data the exporter wrote beside it
+    return model if quantize is None else quantize_graph(model, quantize)
 
 
 def _check_arguments(
@@ -188,32 +196,43 @@ def _check_arguments(
 
 def export_onnx(
     codec: nn.Module,
-    path: str | Path,
+    path: str | Path | BinaryIO,
     batch_size: int | None = None,
     chunk_size: int | None = None,
     return_state: bool = False,
+    quantize: str | None = None,
     **export_kwargs: Any,
-) -> Path:
+) -> Path | BinaryIO:
     """Write ``codec`` as an ONNX model (see the module docstring for the graphs).
 
     Arguments
     ---------
     codec : a ``FocalCodec`` (its mode is restored afterwards).
-    path : the ``.onnx`` file to write (weights over 1 GiB go to ``<path>.data`` beside it).
+    path : the ``.onnx`` file to write (weights over 1 GiB go to ``<path>.data`` beside it), or a binary file
+        object (models under 1 GiB).
     batch_size : fixed batch size, or ``None`` for a dynamic ``batch`` axis (traced with 1).
     chunk_size : samples per call. Offline: fixes the time axis (default: dynamic, traced with
         ``512 * codec.chunk_size`` samples, as upstream). Stream: a multiple of ``codec.chunk_size`` (the
         default).
     return_state : export the causal streaming step instead of the offline graph.
+    quantize : ``"int8"``: int8 matrix-product weights (``focalcodec.onnx_quantize``); ``None``: float32.
     **export_kwargs : passed to ``torch.onnx.export`` (default ``opset_version=17``); the names, axes and
         exporter are set here.
 
     Returns
     -------
-    The path written.
+    The path written (or the file object).
     """
     _check_arguments(codec, batch_size, chunk_size, return_state, export_kwargs)
-    path = Path(path)
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize={quantize!r} is not supported: choose one of {QUANTIZATIONS} or None")
+    path = path if hasattr(path, "write") else Path(path)
+    weight_bytes = sum(tensor.numel() * tensor.element_size() for tensor in codec.state_dict().values())
+    if not isinstance(path, Path) and weight_bytes > _MAX_INLINE_BYTES:
+        raise ValueError(
+            f"the weights ({weight_bytes / 2**30:.1f} GiB) need a .data file beside the model: export to a "
+            "path"
+        )
     batch = 1 if batch_size is None else batch_size
     samples = chunk_size or (1 if return_state else 512) * codec.chunk_size
     parameter = next(codec.parameters())
@@ -221,16 +240,23 @@ def export_onnx(
     sig = sig.to(parameter.device, parameter.dtype)  # traced where the codec is; the graph is device-free
     with _export_mode(codec):
         if return_state:
-            model = _export_stream(codec, sig, batch_size is None, export_kwargs)
+            model = _export_stream(codec, sig, batch_size is None, export_kwargs, quantize)
         else:
-            model = _export_offline(codec, sig, batch_size is None, chunk_size is None, export_kwargs)
-    _set_metadata(model, "stream" if return_state else "offline", samples, codec)
+            model = _export_offline(
+                codec, sig, batch_size is None, chunk_size is None, export_kwargs, quantize
+            )
+    _set_metadata(model, "stream" if return_state else "offline", samples, codec, quantize or "float32")
     _save(model, path)
     return path
 
 
 def _export_offline(
-    codec: nn.Module, sig: torch.Tensor, dynamic_batch: bool, dynamic_time: bool, export_kwargs: dict
+    codec: nn.Module,
+    sig: torch.Tensor,
+    dynamic_batch: bool,
+    dynamic_time: bool,
+    export_kwargs: dict,
+    quantize: str | None,
 ) -> Any:
     """The offline graph (``onnx.ModelProto``) traced on ``sig``."""
     axes: dict[str, dict[int, str]] = {
@@ -242,24 +268,29 @@ def _export_offline(
         axes["toks"][1] = axes["codes"][1] = "latent_time"
         axes["rec_sig"][1] = "time" if same_rate else "output_time"
     names = (["sig"], list(OUTPUTS))
-    return _trace_to_onnx(_OfflineGraph(codec), (sig,), names, axes, export_kwargs)
+    return _trace_to_onnx(_OfflineGraph(codec), (sig,), names, axes, export_kwargs, quantize)
 
 
-def _export_stream(codec: nn.Module, sig: torch.Tensor, dynamic_batch: bool, export_kwargs: dict) -> Any:
+def _export_stream(
+    codec: nn.Module, sig: torch.Tensor, dynamic_batch: bool, export_kwargs: dict, quantize: str | None
+) -> Any:
     """The stream model: ``If(input_state.0 == 0)`` over the first-chunk and later-chunk graphs."""
     results = codec(sig, return_state=True)
     template = results[len(OUTPUTS) :]
     flat = flatten_state(template)
+    flat[0] = flat[0].expand(sig.shape[0])  # curr_pos: one per stream
     inputs = [f"input_state.{i}" for i in range(len(flat))]
     outputs = [*OUTPUTS, *(f"output_state.{i}" for i in range(len(flat)))]
     examples = dict(zip(["sig", *inputs], [sig, *flat], strict=True))
     examples.update(zip(outputs, [*results[: len(OUTPUTS)], *flat], strict=True))
-    batched = {name for name, tensor in examples.items() if dynamic_batch and tensor.ndim > 1}
+    batched = {name for name, tensor in examples.items() if dynamic_batch and tensor.ndim > 0}
     graphs = []
     for names in (["sig"], ["sig", *inputs]):  # the first chunk (no state), then a later one
         axes = {name: {0: "batch"} for name in [*names, *outputs] if name in batched}
         args = tuple(examples[name] for name in names)
-        graph = _trace_to_onnx(_StreamGraph(codec, template), args, (names, outputs), axes, export_kwargs)
+        graph = _trace_to_onnx(
+            _StreamGraph(codec, template), args, (names, outputs), axes, export_kwargs, quantize
+        )
         for value in graph.graph.output:  # the exporter's shape inference leaves the sizes symbolic
             _set_shape(value, examples[value.name].shape, value.name in batched)
         graphs.append(graph)
@@ -336,7 +367,7 @@ def _as_branch(graph: Any, prefix: str, outer: set[str], weights: _SharedWeights
 
 
 def _merge_first_and_later(first: Any, later: Any) -> Any:
-    """One model whose ``If`` on ``input_state.0 == 0`` runs ``first`` (a fresh stream) or ``later``."""
+    """One model whose ``If`` on ``max(input_state.0) == 0`` runs ``first`` (fresh streams) or ``later``."""
     from onnx import TensorProto, helper
 
     outer = {value.name for value in later.graph.input}
@@ -345,7 +376,8 @@ def _merge_first_and_later(first: Any, later: Any) -> Any:
     else_branch = _as_branch(later.graph, "later/", outer, weights)
     zero = helper.make_tensor("stream/zero", TensorProto.INT64, [], [0])
     nodes = [
-        helper.make_node("Equal", ["input_state.0", zero.name], ["stream/fresh"], name="stream/fresh"),
+        helper.make_node("ReduceMax", ["input_state.0"], ["stream/latest"], name="stream/latest", keepdims=0),
+        helper.make_node("Equal", ["stream/latest", zero.name], ["stream/fresh"], name="stream/fresh"),
         helper.make_node(
             "If",
             ["stream/fresh"],
@@ -365,13 +397,14 @@ def _merge_first_and_later(first: Any, later: Any) -> Any:
     return helper.make_model(graph, opset_imports=list(later.opset_import), ir_version=later.ir_version)
 
 
-def _set_metadata(model: Any, kind: str, samples: int, codec: nn.Module) -> None:
-    """Record the graph kind, samples per call and sample rates in ``model.metadata_props``."""
+def _set_metadata(model: Any, kind: str, samples: int, codec: nn.Module, weights: str) -> None:
+    """Record the graph kind, samples per call, sample rates and weight type in ``model.metadata_props``."""
     values = {
         "graph": kind,
         "chunk_size": samples,
         "sample_rate_input": codec.sample_rate_input,
         "sample_rate_output": codec.sample_rate_output,
+        "weights": weights,
     }
     del model.metadata_props[:]
     for key, value in values.items():
@@ -379,11 +412,15 @@ def _set_metadata(model: Any, kind: str, samples: int, codec: nn.Module) -> None
         entry.key, entry.value = METADATA[key], str(value)
 
 
-def _save(model: Any, path: Path) -> None:
+def _save(model: Any, path: Path | BinaryIO) -> None:
     """Check and write ``model``; its weights go to ``<path>.data`` if they are large."""
     import onnx
 
     large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > _MAX_INLINE_BYTES
+    if not isinstance(path, Path):  # a file object: one file (export_onnx checked the size)
+        onnx.checker.check_model(model)
+        path.write(model.SerializeToString())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)  # save_model would append to an old one

@@ -13,6 +13,9 @@
           toks, codes, audio = stream.push(piece)
       toks, codes, audio = stream.flush()  # the zero-padded last chunk
 
+  and :meth:`OnnxCodec.server` codes many streams at once, each with its own state, sessions joining and
+  leaving at any chunk (``focalcodec.sessions``).
+
 Inputs may be numpy arrays or anything ``numpy.asarray`` takes (CPU tensors, lists); they are cast to
 float32. Outputs: ``toks`` int64 (B, T'), ``codes`` float32 (B, T', bits), ``rec_sig`` float32 (B, N').
 """
@@ -24,8 +27,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from focalcodec.chunking import ChunkBuffer, StreamEndedError
+from focalcodec.sessions import StreamServer
 
-__all__ = ["METADATA", "OUTPUTS", "OnnxCodec", "OnnxOutput", "OnnxStream", "StreamEndedError"]
+__all__ = [
+    "METADATA",
+    "OUTPUTS",
+    "OnnxCodec",
+    "OnnxOutput",
+    "OnnxStream",
+    "OnnxStreamServer",
+    "StreamEndedError",
+]
 
 OUTPUTS = ("toks", "codes", "rec_sig")
 """Names of the codec outputs, in order (the stream graph's states follow)."""
@@ -35,9 +47,11 @@ METADATA = {
     "chunk_size": "focalcodec.chunk_size",
     "sample_rate_input": "focalcodec.sample_rate_input",
     "sample_rate_output": "focalcodec.sample_rate_output",
+    "weights": "focalcodec.weights",
 }
 """Keys of the model's ``metadata_props``: the graph kind (``offline`` or ``stream``), the samples per call of
-a stream graph (of the example for an offline graph), and the input and output sample rates."""
+a stream graph (of the example for an offline graph), the input and output sample rates, and the weights
+(``float32`` or ``int8``; files written before quantization existed have no such key: float32)."""
 
 
 class OnnxOutput(NamedTuple):
@@ -90,7 +104,7 @@ class OnnxCodec:
             providers=list(providers or ["CPUExecutionProvider"]),
         )
         metadata = self.session.get_modelmeta().custom_metadata_map
-        missing = [key for key in METADATA.values() if key not in metadata]
+        missing = [key for name, key in METADATA.items() if key not in metadata and name != "weights"]
         if missing:
             raise ValueError(f"{path} was not written by FocalCodec.onnx (no {', '.join(missing)} metadata)")
         self.streaming = metadata[METADATA["graph"]] == "stream"
@@ -99,6 +113,8 @@ class OnnxCodec:
         """Samples per :meth:`step` (stream), or of the export's example input (offline)."""
         self.sample_rate_input = _rate(metadata[METADATA["sample_rate_input"]])
         self.sample_rate_output = _rate(metadata[METADATA["sample_rate_output"]])
+        self.weights = metadata.get(METADATA["weights"], "float32")
+        """``float32``, or ``int8`` for a model exported with ``quantize="int8"``."""
         inputs = self.session.get_inputs()
         self._sig_shape = inputs[0].shape
         self._states = inputs[1:]
@@ -179,6 +195,12 @@ class OnnxCodec:
             state = self.initial_state(chunk.shape[0])
         if len(state) != len(self._states):
             raise ValueError(f"state must hold {len(self._states)} arrays (as returned), got {len(state)}")
+        positions = np.asarray(state[0])
+        if positions.size and positions.min() == 0 < positions.max():
+            raise ValueError(
+                "this batch mixes new streams (state zeros) with streams going on: run the new streams' "
+                "first chunk as a batch of their own (OnnxStreamServer does)"
+            )
         outputs = self._run(chunk, state)
         return OnnxOutput(*outputs[: len(OUTPUTS)]), outputs[len(OUTPUTS) :]
 
@@ -186,6 +208,10 @@ class OnnxCodec:
         """A new :class:`OnnxStream` (stream model)."""
         self._check_streaming()
         return OnnxStream(self)
+
+    def server(self, max_batch: int | None = None) -> "OnnxStreamServer":
+        """A new :class:`OnnxStreamServer`: many streams at once (stream model, dynamic batch axis)."""
+        return OnnxStreamServer(self, max_batch)
 
 
 class OnnxStream(ChunkBuffer):
@@ -227,3 +253,50 @@ class OnnxStream(ChunkBuffer):
                 np.zeros((batch, 0), np.int64), np.zeros((batch, 0, bits), np.float32), sig[:, :0].copy()
             )
         return OnnxOutput(*(np.concatenate(parts, axis=1) for parts in zip(*pieces, strict=True)))
+
+
+class OnnxStreamServer(StreamServer):
+    """Many streams at once through a stream model with a dynamic batch axis (continuous batching, see
+    ``focalcodec.sessions``): ``open()`` a session, ``push(session, samples)`` its (n,) samples, ``step()``
+    advances every session with a whole chunk pending, ``pull(session)`` gives its :class:`OnnxOutput`
+    (``toks`` (t,), ``codes`` (t, bits), ``rec_sig`` (m,)) so far, ``close(session)`` ends it.
+
+    Arguments
+    ---------
+    codec : an :class:`OnnxCodec` holding a stream model exported without ``batch_size``.
+    max_batch : at most this many sessions per step (``None``: all).
+    """
+
+    def __init__(self, codec: OnnxCodec, max_batch: int | None = None) -> None:
+        codec._check_streaming()
+        if codec.batch_size is not None:
+            raise ValueError(
+                f"this model was exported for batches of {codec.batch_size}: export it without batch_size "
+                "(a dynamic batch axis) to serve several streams"
+            )
+        super().__init__(codec.chunk_size, max_batch)
+        self.codec = codec
+
+    def _check_samples(self, samples: Any) -> np.ndarray:
+        array = np.asarray(samples, dtype=np.float32)
+        if array.ndim != 1:
+            raise ValueError(f"a session's samples have shape (n,), got {array.shape}")
+        return array
+
+    def _concat(self, pieces: list) -> np.ndarray:
+        return np.concatenate(pieces)
+
+    def _zero_pad(self, rest: np.ndarray, amount: int) -> np.ndarray:
+        return np.pad(rest, (0, amount))
+
+    def _code(self, chunks: list, states: list) -> tuple[list, list]:
+        state = None if states[0] is None else [np.concatenate(parts) for parts in zip(*states, strict=True)]
+        output, new_state = self.codec.step(np.stack(chunks), state)
+        outputs = [OnnxOutput(*(array[i] for array in output)) for i in range(len(chunks))]
+        return outputs, [[array[i : i + 1] for array in new_state] for i in range(len(chunks))]
+
+    def _join(self, outputs: list) -> OnnxOutput:
+        if not outputs:
+            bits = self.codec.session.get_outputs()[1].shape[-1]
+            return OnnxOutput(np.zeros(0, np.int64), np.zeros((0, bits), np.float32), np.zeros(0, np.float32))
+        return OnnxOutput(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))

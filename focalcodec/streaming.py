@@ -20,7 +20,9 @@ stream: its returned state is an :class:`EndedState`, which every later call ref
 :class:`StreamEndedError` (upstream silently goes on with misaligned chunks).
 
 :class:`CodecStream` hides all of this: push samples in pieces of any size, get the tokens and audio of
-every whole chunk, and ``flush`` the zero-padded rest at the end.
+every whole chunk, and ``flush`` the zero-padded rest at the end. :class:`CodecStreamServer` codes many
+independent streams at once, joining and leaving at any chunk (``focalcodec.sessions``): their states are
+stacked along the batch axis (:func:`stack_states`), the encoder's ``curr_pos`` becoming one per stream.
 """
 
 import math
@@ -32,8 +34,19 @@ from torch import nn
 
 from focalcodec.checks import check_float
 from focalcodec.chunking import ChunkBuffer, StreamEndedError
+from focalcodec.sessions import StreamServer
 
-__all__ = ["CodecStream", "EndedState", "StreamEndedError", "StreamOutput", "chunk_frames", "run_module"]
+__all__ = [
+    "CodecStream",
+    "CodecStreamServer",
+    "EndedState",
+    "StreamEndedError",
+    "StreamOutput",
+    "chunk_frames",
+    "run_module",
+    "split_state",
+    "stack_states",
+]
 
 State = Sequence[Any] | None
 """A module's streaming state: empty (``()``, ``[]`` or ``None``) for a new stream, else the list a call
@@ -150,7 +163,8 @@ def returned(outputs: Sequence[torch.Tensor], states: Sequence[list], return_sta
 
 
 class StreamOutput(NamedTuple):
-    """What :class:`CodecStream` returns for the chunks completed by a push (or a flush)."""
+    """What :class:`CodecStream` returns for the chunks completed by a push (or a flush); without the batch
+    axis, what :class:`CodecStreamServer` returns for a session."""
 
     toks: torch.Tensor
     """(B, t) int64 tokens."""
@@ -244,3 +258,72 @@ class CodecStream(ChunkBuffer):
         return StreamOutput(
             torch.cat(toks, dim=1), torch.cat(codes, dim=1), torch.cat(audio, dim=1) if self.decode else None
         )
+
+
+def stack_states(states: Sequence[Any]) -> Any:
+    """The states of several streams (each as a codec call returned it, batch 1) as one batched state: tensors
+    concatenated along the batch axis, 0-dim ones (the encoder's ``curr_pos``) stacked into (B,)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(states)) if first.ndim == 0 else torch.cat(list(states))
+    return [stack_states(items) for items in zip(*states, strict=True)]
+
+
+def split_state(state: Any, batch_size: int) -> list:
+    """Inverse of :func:`stack_states`: the state of each of the ``batch_size`` streams of a batched state
+    (a 0-dim ``curr_pos``, shared by a batch that started together, goes to every stream)."""
+    if isinstance(state, torch.Tensor):
+        if state.ndim == 0:
+            return [state] * batch_size
+        return list(state.unbind()) if state.ndim == 1 else list(state.split(1))
+    per_item = [split_state(item, batch_size) for item in state]
+    return [[items[i] for items in per_item] for i in range(batch_size)]
+
+
+class CodecStreamServer(StreamServer):
+    """Many streams through a causal codec at once (continuous batching, see ``focalcodec.sessions``):
+    ``open()`` a session, ``push(session, samples)`` its (n,) samples at ``sample_rate_input``, ``step()``
+    advances every session with a whole chunk pending by one batched call, ``pull(session)`` gives its
+    :class:`StreamOutput` (``toks`` (t,), ``codes`` (t, code_dim), ``sig`` (m,)) so far, ``close(session)``
+    ends it. Each session's outputs equal its stream coded alone, chunk by chunk (up to float rounding of
+    the batched products). Runs under ``inference_mode``; put the codec in eval mode first.
+
+    Arguments
+    ---------
+    codec : a causal ``FocalCodec``.
+    max_batch : at most this many sessions per step (``None``: all).
+    """
+
+    def __init__(self, codec: nn.Module, max_batch: int | None = None) -> None:
+        if not codec.causal:
+            raise ValueError("CodecStreamServer needs a causal codec (e.g. focalcodec_50hz_*_causal)")
+        super().__init__(codec.chunk_size, max_batch)
+        self.codec = codec
+
+    def _check_samples(self, samples: torch.Tensor) -> torch.Tensor:
+        check_float(samples, "samples")
+        if samples.ndim != 1:
+            raise ValueError(f"a session's samples have shape (n,), got {tuple(samples.shape)}")
+        return samples
+
+    def _concat(self, pieces: list) -> torch.Tensor:
+        return torch.cat(pieces)
+
+    def _zero_pad(self, rest: torch.Tensor, amount: int) -> torch.Tensor:
+        return torch.nn.functional.pad(rest, (0, amount))
+
+    @torch.inference_mode()
+    def _code(self, chunks: list, states: list) -> tuple[list, list]:
+        state = [] if states[0] is None else stack_states(states)
+        sig = torch.stack(chunks).to(next(self.codec.parameters()).device)
+        toks, codes, audio, *new_state = self.codec(sig, *state, return_state=True)
+        outputs = [StreamOutput(toks[i], codes[i], audio[i]) for i in range(len(chunks))]
+        return outputs, split_state(new_state, len(chunks))
+
+    def _join(self, outputs: list) -> StreamOutput:
+        if not outputs:
+            parameter = next(self.codec.parameters())
+            toks = torch.zeros(0, dtype=torch.long, device=parameter.device)
+            codes = parameter.new_zeros(0, self.codec.quantizer.dim)
+            return StreamOutput(toks, codes, parameter.new_zeros(0))
+        return StreamOutput(*(torch.cat(parts) for parts in zip(*outputs, strict=True)))

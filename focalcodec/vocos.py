@@ -377,13 +377,13 @@ class Vocos(nn.Module):
         self.head = ISTFTHead(dim, n_fft, hop_length, causal)
 
     def forward(
-        self, feats: torch.Tensor, left_contexts: LeftContexts | None = None
+        self, input: torch.Tensor, left_contexts: LeftContexts | None = None
     ) -> tuple[torch.Tensor, LeftContexts]:
         """Synthesise a waveform.
 
         Arguments
         ---------
-        feats : (B, T, input_dim)
+        input : (B, T, input_dim) features.
         left_contexts : streaming state returned by the previous call on the preceding chunk (causal mode
             only); ``None`` for a full sequence or the first chunk.
 
@@ -393,5 +393,5 @@ class Vocos(nn.Module):
         left_contexts : ``1 + num_layers`` tensors ``(B, C_in, kernel_size - 1)`` to pass with the next
             chunk (causal), or as many ``None`` (non-causal).
         """
-        x, left_contexts = self.backbone(feats, check_left_contexts(left_contexts, 1 + self.num_layers))
+        x, left_contexts = self.backbone(input, check_left_contexts(left_contexts, 1 + self.num_layers))
         return self.head(x), left_contexts

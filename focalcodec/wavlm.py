@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from focalcodec.config import remembers_config
-from focalcodec.layers import causal_conv1d
+from focalcodec.layers import causal_conv1d, windowed_conv1d
 
-__all__ = ["WavLM", "relative_position_bucket"]
+__all__ = ["WINDOWED_FRAMES", "WavLM", "relative_position_bucket"]
 
 
 def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -132,6 +132,10 @@ class FeatureExtractor(nn.Module):
         return x, new_contexts
 
 
+WINDOWED_FRAMES = 8
+"""Streaming steps of at most this many frames run the positional convolution as ``windowed_conv1d``."""
+
+
 class PositionalEmbedding(nn.Module):
     """Convolutional positional embedding: ``x + GELU(Conv1d(x))`` with a grouped, wide kernel.
 
@@ -150,6 +154,7 @@ class PositionalEmbedding(nn.Module):
         super().__init__()
         self.causal = causal
         self.groups = groups
+        self.windowed_frames = WINDOWED_FRAMES
         padding = 0 if causal else kernel_size // 2
         self.conv = nn.Conv1d(dim, dim, kernel_size, padding=padding, groups=groups)
 
@@ -158,7 +163,11 @@ class PositionalEmbedding(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, T, D) -> (B, T, D), plus the causal left context (``None`` when non-causal)."""
         h = x.transpose(1, 2)
-        if self.causal:
+        if self.causal and context is not None and 0 < x.shape[1] <= self.windowed_frames:  # a streaming step
+            h = torch.cat([context, h], dim=-1)
+            context = h[..., x.shape[1] :]
+            h = windowed_conv1d(h, self.conv.weight, self.conv.bias, self.groups)
+        elif self.causal:
             h, context = causal_conv1d(h, context, self.conv.weight, self.conv.bias, 1, self.groups)
         else:
             h = self.conv(h)[..., : x.shape[1]]
@@ -196,7 +205,7 @@ class GatedRelativeAttention(nn.Module):
         position_bias: torch.Tensor,
         mask: torch.Tensor | None = None,
         kv_cache: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend the T new frames to the cached frames and themselves (S = cached + T keys).
 
         Arguments
@@ -204,26 +213,32 @@ class GatedRelativeAttention(nn.Module):
         h : (B, T, D) normalised layer input.
         position_bias : (H, T, S) relative position bias.
         mask : additive mask (0 or -inf) broadcastable to (B, H, T, S), or ``None``.
-        kv_cache : (B, S - T, H, hd, 2) keys and values of earlier frames, or ``None``.
+        kv_cache : (B, S - T, H, hd, 2) keys and values of earlier frames (causal mode; ``(B, 0, H, hd, 2)``
+            on a fresh stream), or ``None`` (non-causal: nothing to cache).
 
         Returns
         -------
-        (B, T, D) output, then keys and values of all S frames, each (B, H, S, hd).
+        (B, T, D) output, then the keys and values of all S frames, (B, S, H, hd, 2) (``None`` without a
+        cache): the cache followed by the new frames, in one concatenation (the cache layout), which the
+        attention reads as strided views.
         """
         B, T, D = h.shape
         H = self.num_heads
-        q, k, v = self.qkv_proj(h).view(B, T, 3 * H, self.head_dim).transpose(1, 2).split(H, dim=1)
+        q, k, v = self.qkv_proj(h).view(B, T, 3 * H, self.head_dim).split(H, dim=2)  # each (B, T, H, hd)
+        kv: torch.Tensor | None = None
         if kv_cache is not None:
-            k_cached, v_cached = kv_cache.transpose(1, 2).unbind(-1)
-            k, v = torch.cat([k_cached, k], dim=2), torch.cat([v_cached, v], dim=2)
+            kv = torch.cat([kv_cache, torch.stack([k, v], dim=-1)], dim=1)
+            k, v = kv.unbind(-1)
 
         heads = h.view(B, T, H, self.head_dim).transpose(1, 2)
         a, b = self.gru_rel_pos_linear(heads).view(B, H, T, 2, 4).sum(-1).sigmoid().chunk(2, dim=-1)
         gate = a * (b * self.gru_rel_pos_const - 1.0) + 2.0  # (B, H, T, 1)
         bias = gate * position_bias if mask is None else torch.addcmul(mask, gate, position_bias)
 
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.out_proj(out.transpose(1, 2).reshape(B, T, D)), k, v
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, D)), kv
 
 
 class FeedForward(nn.Module):
@@ -270,11 +285,11 @@ class TransformerLayer(nn.Module):
         position_bias: torch.Tensor,
         mask: torch.Tensor | None = None,
         kv_cache: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T, D) -> (B, T, D), plus all keys and values (B, H, S, hd) of the attention."""
-        h, k, v = self.attention(self.attention_norm(x), position_bias, mask, kv_cache)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, D) -> (B, T, D), plus the attention's keys and values (B, S, H, hd, 2) (see there)."""
+        h, kv = self.attention(self.attention_norm(x), position_bias, mask, kv_cache)
         x = x + self.dropout(h)
-        return x + self.feed_forward(self.feed_forward_norm(x)), k, v
+        return x + self.feed_forward(self.feed_forward_norm(x)), kv
 
 
 class TransformerEncoder(nn.Module):
@@ -343,7 +358,8 @@ class TransformerEncoder(nn.Module):
     def causal_mask(
         self, curr_pos: torch.Tensor, num_cached: int, num_new: int, dtype: torch.dtype
     ) -> torch.Tensor | None:
-        """Additive (T, S) mask of ``num_new`` new frames over ``num_cached`` cached rows and themselves.
+        """Additive (P, 1, T or 1, S) mask of ``num_new`` new frames over ``num_cached`` cached rows and
+        themselves, for ``P = 1`` position (0-dim ``curr_pos``) or one per stream (``curr_pos`` (B,)).
 
         Key ``j`` sits at ``r_j = j - num_cached`` relative to the first new frame; the cached rows before the
         last ``p = curr_pos`` are invalid. With more than one chunk of new frames, query ``i`` also only sees
@@ -354,21 +370,21 @@ class TransformerEncoder(nn.Module):
             return None
         device = self.relative_embedding.weight.device
         keys = torch.arange(-num_cached, num_new, device=device)
-        p = curr_pos.to(device)
-        allowed = (keys >= -p)[None, :].expand(num_new, num_cached + num_new)
+        p = curr_pos.to(device).reshape(-1, 1, 1)
+        allowed = keys >= -p  # (P, 1, S): the same for every query
         if num_new > self.chunk:
-            queries = torch.arange(num_new, device=device)
+            queries = torch.arange(num_new, device=device)[:, None]
             end = torch.clamp((p + queries) // self.chunk * self.chunk + self.chunk, max=p + num_new) - p
-            allowed = allowed & (keys >= end[:, None] - self.window_size) & (keys < end[:, None])
+            allowed = allowed & (keys >= end - self.window_size) & (keys < end)  # (P, T, S)
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-        return mask.masked_fill(~allowed, -math.inf)
+        return mask.masked_fill(~allowed, -math.inf)[:, None]
 
-    def window_cache(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Keys and values (B, H, S, hd) -> cache (B, R, H, hd, 2) of the last R frames, zeros before S."""
-        kv = torch.stack([k, v], dim=-1).transpose(1, 2)
+    def window_cache(self, kv: torch.Tensor) -> torch.Tensor:
+        """Keys and values (B, S, H, hd, 2) -> cache (B, R, H, hd, 2) of the last R frames, zeros before S
+        (a view of ``kv`` when S >= R: nothing is copied)."""
         num_keys = kv.shape[1]
-        if num_keys >= self.cache_size:  # a compact copy: the state keeps no reference to the S keys
-            return kv[:, num_keys - self.cache_size :].contiguous()
+        if num_keys >= self.cache_size:
+            return kv[:, num_keys - self.cache_size :]
         missing = kv.new_zeros(kv.shape[0], self.cache_size - num_keys, kv.shape[2], kv.shape[3], 2)
         return torch.cat([missing, kv], dim=1)
 
@@ -398,7 +414,8 @@ class TransformerEncoder(nn.Module):
         ---------
         x : (B, T, D) projected features.
         valid : (B, T) bool, False on padded frames (non-causal only), or ``None``.
-        curr_pos : causal mode, 0-dim int64 number of valid cached frames (``None``: a fresh stream).
+        curr_pos : causal mode, int64 number of valid cached frames, 0-dim or one per stream (B,) (``None``: a
+            fresh stream).
         pos_context : causal mode, left context of the positional convolution.
         kv_caches : causal mode, per layer (B, R, H, hd, 2) keys/values of the last R frames, or ``None``.
 
@@ -441,9 +458,13 @@ class TransformerEncoder(nn.Module):
         mask = self.causal_mask(curr_pos, num_cached, num_new, x.dtype)
         new_caches: list[torch.Tensor | None] = []
         for i, layer in enumerate(self.layers):
-            cache: torch.Tensor | None = None if kv_caches is None else kv_caches[i]
-            x, k, v = layer(x, position_bias, mask, cache)
-            new_caches.append(self.window_cache(k, v))
+            if kv_caches is None:  # a fresh stream: nothing cached yet
+                cache = x.new_zeros(x.shape[0], 0, self.num_heads, self.head_dim, 2)
+            else:
+                cache = kv_caches[i]
+            x, kv = layer(x, position_bias, mask, cache)
+            assert kv is not None  # a cache in, keys and values out (refines the Optional for TorchScript)
+            new_caches.append(self.window_cache(kv))
         return x, torch.clamp(curr_pos + num_new, max=self.cache_size), pos_context, new_caches
 
 

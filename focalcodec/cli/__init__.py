@@ -30,13 +30,17 @@ would see padding). ``--precision bfloat16`` (or ``float16`` on CUDA) autocasts 
 with tokens that may differ from float32's.
 
 ``onnx`` writes a codec as an ONNX file (``--streaming``: a causal model's streaming step, states as inputs
-and outputs) and checks it against PyTorch on ONNX Runtime (``focalcodec.onnx_runtime`` runs it)::
+and outputs; ``--int8``: int8 weights) and checks it against PyTorch on ONNX Runtime
+(``focalcodec.onnx_runtime`` runs it; an int8 model's distance from PyTorch is reported, not checked)::
 
     python -m focalcodec.cli onnx --model lucadellalib/focalcodec_50hz_2k_causal --output s.onnx --streaming
 
 ``--streaming`` (causal models) codes each file chunk by chunk with carried state, as a live stream, and
 prints the latency of each chunk (p50 / p95 / max) and the real-time factor; ``--realtime`` also paces the
-stream (each chunk coded once it would have arrived). The files written equal the offline command's.
+stream (each chunk coded once it would have arrived). The files written equal the offline command's. With
+``--batch_size N`` (``encode``, ``resynth``) up to N files stream at once as concurrent sessions, one batched
+step per chunk (``focalcodec.sessions``), the latency timing each step; ``--int8`` codes the audio with the
+streaming step's int8 model on ONNX Runtime (exported at start; an approximation of the float model).
 """
 
 from focalcodec.cli.command import main

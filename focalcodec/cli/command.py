@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from focalcodec.audio import AUDIO_SUFFIXES
 from focalcodec.cli.batched import run_decode, run_encode
 from focalcodec.cli.codec import PRECISIONS, Codec, load_codec
+from focalcodec.cli.concurrent import run_concurrent
 from focalcodec.cli.files import (
     EXIT_ALL_FAILED,
     EXIT_USAGE,
@@ -22,7 +24,7 @@ from focalcodec.cli.files import (
     plural,
 )
 from focalcodec.cli.streaming import run_streaming
-from focalcodec.cli.to_onnx import run_onnx
+from focalcodec.cli.to_onnx import export_int8_stream, run_onnx
 
 __all__ = ["main", "parse_args"]
 
@@ -41,6 +43,8 @@ def _add_arguments(sub: argparse.ArgumentParser, command: str) -> None:
     sub.add_argument("--output", required=True, help="output folder (mirrors the input folders)")
     sub.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
     batching = "files of identical token length" if command == "decode" else "files sorted by length, padded"
+    if command != "decode":
+        batching += "; with --streaming, files streamed at once (concurrent sessions)"
     sub.add_argument("--batch_size", type=int, default=1, help=f"{batching}, coded together (default 1)")
     sub.add_argument(
         "--precision",
@@ -58,6 +62,12 @@ def _add_arguments(sub: argparse.ArgumentParser, command: str) -> None:
         action="store_true",
         help="with --streaming: code each chunk only once it would have arrived",
     )
+    if command != "decode":
+        sub.add_argument(
+            "--int8",
+            action="store_true",
+            help="with --streaming: int8 weights on ONNX Runtime (an approximation; exported at start)",
+        )
     if command != "decode":
         sub.add_argument(
             "--workers", type=int, default=2, help="threads reading audio ahead (default 2; 0: none)"
@@ -79,6 +89,11 @@ def _add_onnx_arguments(sub: argparse.ArgumentParser) -> None:
         help="export the streaming step of a causal model (states as inputs and outputs)",
     )
     sub.add_argument("--batch_size", type=int, help="a fixed batch size (default: a dynamic batch axis)")
+    sub.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights for the linear layers (ONNX Runtime dynamic quantization; reported, not checked)",
+    )
     sub.add_argument(
         "--chunk_size",
         type=int,
@@ -107,8 +122,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--workers must be >= 0")
     if args.realtime and not args.streaming:
         parser.error("--realtime paces a stream: add --streaming")
-    if args.streaming and args.batch_size > 1:
-        parser.error("--streaming codes one file at a time: leave --batch_size at 1")
+    if getattr(args, "int8", False) and not args.streaming:
+        parser.error("--int8 runs the streaming step on ONNX Runtime: add --streaming")
+    if getattr(args, "int8", False) and args.precision != "float32":
+        parser.error("--int8 sets the weights' precision: leave --precision at float32")
+    if args.streaming and args.batch_size > 1 and args.command == "decode":
+        parser.error("decode --streaming codes one token file at a time: leave --batch_size at 1")
     return args
 
 
@@ -148,10 +167,26 @@ def _export_onnx(args: argparse.Namespace) -> int:
     try:
         codec = load_codec(args.model, torch.device("cpu"))
         print(f"Model {codec.describe()}")
-        return run_onnx(codec, Path(args.output), args.streaming, args.batch_size, args.chunk_size)
+        return run_onnx(codec, Path(args.output), args.streaming, args.batch_size, args.chunk_size, args.int8)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _run_streaming(args: argparse.Namespace, codec: Codec, items: list, report: Report, subtype: str) -> list:
+    """``--streaming``: one file at a time or ``--batch_size`` at once, by PyTorch or (``--int8``) ONNX
+    Runtime; the summary lines."""
+    with tempfile.TemporaryDirectory(prefix="focalcodec_int8_") as folder:
+        onnx = export_int8_stream(codec, Path(folder)) if getattr(args, "int8", False) else None
+        if args.batch_size > 1:
+            latencies = run_concurrent(
+                codec, items, args.command, report, args.realtime, subtype, args.batch_size, onnx
+            )
+            lines = [f"concurrent streams: up to {args.batch_size} at once, one batched step per chunk"]
+            return lines + latencies.summary(args.realtime)
+        return run_streaming(codec, items, args.command, report, args.realtime, subtype, onnx).summary(
+            args.realtime
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,8 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report, subtype, lines = Report(), getattr(args, "subtype", "PCM_16"), []
     if args.streaming:
-        latencies = run_streaming(codec, items, args.command, report, args.realtime, subtype)
-        lines = latencies.summary(args.realtime)
+        lines = _run_streaming(args, codec, items, report, subtype)
     elif args.command == "decode":
         run_decode(codec, items, args.batch_size, report, subtype)
     else:

@@ -38,10 +38,14 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
     for op in ("encode", "decode", "resynthesis"):
         assert report["codec"][op]["realtime_factor"] > 0
     streaming = report["streaming"]["runtimes"]
-    assert set(streaming) == {"eager", "torchscript", "onnxruntime"}
-    assert all(
-        run["same_tokens_as_eager"] and 0 < run["p50_ms"] <= run["p95_ms"] for run in streaming.values()
-    )
+    assert set(streaming) == {"eager", "torchscript", "onnxruntime", "onnxruntime-int8"}
+    assert all(0 < run["p50_ms"] <= run["p95_ms"] for run in streaming.values())
+    assert all(streaming[name]["tokens_equal_to_eager"] == 1.0 for name in ("torchscript", "onnxruntime"))
+    quality = streaming["onnxruntime-int8"]["quality"]
+    assert 0.5 < quality["tokens_equal"] <= 1 and quality["mel_distance"] > 0 and quality["dnsmos_ovrl"] > 0
+    sessions = report["streaming"]["sessions"]
+    assert set(sessions) == {"onnxruntime", "onnxruntime-int8"}
+    assert all(set(server["by_sessions"]) == {"1", "8", "32"} for server in sessions.values())
     tokenization = report["tokenization"]["runs"]
     assert set(tokenization) == {"batch_1", "batch_3"}  # no bfloat16 run off CUDA
     assert all(

@@ -1,6 +1,7 @@
-"""``--streaming`` (``focalcodec/cli/streaming.py``): a causal codec's files coded chunk by chunk equal the
-offline command's (tokens exactly, audio within float rounding), the latency and real-time-factor report,
-real-time pacing, and the errors for a non-causal model and contradictory options."""
+"""``--streaming`` (``focalcodec/cli/streaming.py``, ``concurrent.py``): a causal codec's files coded chunk by
+chunk equal the offline command's (tokens exactly, audio within float rounding), alone or as concurrent
+streams (``--batch_size``), the latency and real-time-factor report, real-time pacing, int8 weights on ONNX
+Runtime (``--int8``), and the errors for a non-causal model and contradictory options."""
 
 import shutil
 import time
@@ -112,12 +113,18 @@ def test_non_causal_model_and_bad_options_are_refused(capsys, audio_dir, tmp_pat
     err = capsys.readouterr().err
     assert "--streaming needs a causal model" in err and "not causal" in err
     assert not (tmp_path / "out").exists()
-    for extra in (["--realtime"], ["--streaming", "--batch_size", "2"]):
+    for extra, message in (
+        (["--realtime"], "add --streaming"),
+        (["--int8"], "add --streaming"),
+        (["--streaming", "--int8", "--precision", "bfloat16"], "leave --precision at float32"),
+    ):
         with pytest.raises(SystemExit):
             cli.main([*args, *extra])
-        assert (
-            "add --streaming" if extra == ["--realtime"] else "one file at a time"
-        ) in capsys.readouterr().err
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["decode", str(tmp_path), "--model", str(model_dir), "--output", str(tmp_path / "d"),
+                  "--streaming", "--batch_size", "2"])  # fmt: skip
+    assert "one token file at a time" in capsys.readouterr().err
 
 
 def test_latency_statistics():
@@ -132,3 +139,42 @@ def test_latency_statistics():
     fast = Latencies(0.08, [0.01, 0.02], 0.16, late=0)
     assert "keeps up with real time" in fast.summary(realtime=True)[0]
     assert "0 chunks late" in fast.summary(realtime=True)[1]
+
+
+@pytest.mark.slow
+def test_concurrent_streams_equal_offline(capsys, causal_dir, audio_dir, tmp_path):
+    """Four files as up to three concurrent streams (one joins when the first leaves): the offline tokens
+    and audio, and one latency per batched step."""
+    outputs = {}
+    for mode, flags in (("offline", []), ("concurrent", ["--streaming", "--batch_size", "3"])):
+        for command, extra in (("encode", []), ("resynth", ["--subtype", "FLOAT"])):
+            output = tmp_path / f"{command}_{mode}"
+            status, out = run_cli(
+                capsys, command, audio_dir, "--model", causal_dir, "--output", output, *extra, *flags
+            )
+            assert status == 0 and "4 files processed" in out, out
+            if mode == "concurrent":
+                assert "concurrent streams: up to 3 at once" in out and " steps of 80 ms" in out, out
+        outputs[mode] = (token_files(tmp_path / f"encode_{mode}"), wav_files(tmp_path / f"resynth_{mode}"))
+    for name, record in outputs["offline"][0].items():
+        assert torch.equal(outputs["concurrent"][0][name]["toks"], record["toks"]), name
+    for name, sig in outputs["offline"][1].items():
+        np.testing.assert_allclose(outputs["concurrent"][1][name], sig, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.slow
+def test_int8_streams_on_onnx_runtime(capsys, causal_dir, audio_dir, tmp_path):
+    """``--int8``: one stream at a time and concurrent streams, by the int8 model on ONNX Runtime: all files
+    written, tokens equal to the float model's on most frames (an approximation)."""
+    status, out = run_cli(capsys, "encode", audio_dir, "--model", causal_dir, "--output", tmp_path / "float")
+    assert status == 0, out
+    for flags in ([], ["--batch_size", "2"]):
+        output = tmp_path / f"int8{len(flags)}"
+        status, out = run_cli(
+            capsys, "encode", audio_dir, "--model", causal_dir, "--output", output, "--streaming", "--int8",
+            *flags,
+        )  # fmt: skip
+        assert status == 0 and "4 files processed" in out and "int8 weights on ONNX Runtime" in out, out
+        ours, theirs = token_files(output), token_files(tmp_path / "float")
+        equal = [torch.eq(ours[name]["toks"], record["toks"]).float() for name, record in theirs.items()]
+        assert torch.cat(equal).mean() > 0.8

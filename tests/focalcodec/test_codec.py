@@ -1,13 +1,16 @@
 """FocalCodec wrapper (focalcodec/codec.py): e2e parity, full-size layouts (causal included), checkpoints
-(current, legacy, Hub, causal: focalcodec/pretrained.py, focalcodec/checkpoint.py), kNN, input checks
-(focalcodec/checks.py)."""
+(current, legacy, Hub, causal, upstream's layout: focalcodec/pretrained.py, focalcodec/checkpoint.py),
+upstream's public members and signatures, kNN, input checks (focalcodec/checks.py)."""
 
 import ast
+import importlib
+import inspect
 import json
 
 import pytest
 import torch
 from helpers.reference import (
+    DATA_DIR,
     LISTING_DIR,
     assert_close,
     assert_matches_listing,
@@ -20,6 +23,7 @@ from helpers.reference import (
 )
 from safetensors.torch import load_file, save_file
 
+import focalcodec
 from focalcodec.checkpoint import remap_legacy_state_dict
 from focalcodec.codec import FocalCodec
 
@@ -277,6 +281,109 @@ def test_unreachable_hub(monkeypatch, tmp_path) -> None:
         FocalCodec.from_pretrained(str(tmp_path / "missing"), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="pretrained=True needs a checkpoint location"):
         FocalCodec.from_config(load_reference("focalcodec_e2e")["config"], pretrained=True)
+
+
+def test_upstreams_config_and_pretrained_layout(tmp_path) -> None:
+    """``to_config(config, pretrained)`` / ``to_pretrained("<stem>.json")`` write upstream's stem layout,
+    which upstream's local loader and ours open; ``from_pretrained`` records where it came from
+    (``model_id``, in ``info()``)."""
+    model, ref = reference_codec("focalcodec_e2e")
+    assert model.to_config(tmp_path / "plain") == model.to_config() == ref["config"]  # .json appended
+    assert json.loads((tmp_path / "plain.json").read_text()) == ref["config"]
+    assert not (tmp_path / "plain.safetensors").exists()
+    model.to_config(str(tmp_path / "with_weights.json"), pretrained=True)
+    assert model.to_pretrained(tmp_path / "up" / "codec.json") == tmp_path / "up" / "codec.json"
+    for stem in (tmp_path / "with_weights", tmp_path / "up" / "codec"):
+        assert_same_outputs(upstream_local_from_pretrained(str(stem)), model, ref["inputs"]["sig"])
+        loaded = FocalCodec.from_pretrained(stem)
+        assert_same_outputs(loaded, model, ref["inputs"]["sig"])
+        assert loaded.model_id == str(stem) and loaded.info()["model_id"] == str(stem)
+    with pytest.raises(ValueError, match="pass its path"):
+        model.to_config(pretrained=True)
+
+
+def test_info() -> None:
+    model, _ = reference_codec("focalcodec_stream_e2e")
+    assert model.info() == {
+        "model_id": None,
+        "version": focalcodec.__version__,
+        "sample_rate_input": 16000,
+        "sample_rate_output": 24000,
+        "causal": True,
+        "chunk_size": 1280,
+        "latency": 80.0,
+        "num_total_params": sum(value.numel() for value in model.state_dict().values()),
+    }
+    assert FocalCodec.__version__ == focalcodec.__version__ and focalcodec.__version__.startswith("0.0.2")
+
+
+# --------------------------------------------------------------------------------------------------
+# Drop-in for code written against upstream's package: public members and signatures
+
+UPSTREAM_API = json.loads((DATA_DIR / "upstream_api.json").read_text())
+
+
+def parameters(function) -> list[str]:
+    """The parameters as the listing writes them: ``name``, ``name=default``, ``**name`` (no self/cls)."""
+    entries = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.name in ("self", "cls"):
+            continue
+        if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            stars = "**" if parameter.kind is parameter.VAR_KEYWORD else "*"
+            entries.append(stars + parameter.name)
+        elif parameter.default is parameter.empty:
+            entries.append(parameter.name)
+        else:
+            entries.append(f"{parameter.name}={parameter.default!r}")
+    return entries
+
+
+def binds_like(ours: list[str], theirs: list[str]) -> bool:
+    """Every call written for ``theirs`` binds the same way to ``ours``: their named parameters come first,
+    in order, with their names and defaults (ours may add a default), ours only adds optional ones, and
+    ``**kwargs`` is accepted where upstream accepts it."""
+    named = [entry for entry in ours if not entry.startswith("*")]
+    their_named = [entry for entry in theirs if not entry.startswith("*")]
+    if len(named) < len(their_named):
+        return False
+    for mine, their in zip(named, their_named, strict=False):
+        if mine != their and not ("=" not in their and mine.split("=")[0] == their):
+            return False
+    extra = named[len(their_named) :]
+    stars = [entry for entry in theirs if entry.startswith("*")]
+    return all("=" in entry for entry in extra) and all(entry in ours for entry in stars)
+
+
+def test_binds_like() -> None:
+    """The comparison itself: what breaks an upstream call, and what does not."""
+    theirs = ["f", "batch_size=None", "**kwargs"]
+    assert binds_like(["f", "batch_size=None", "mode='x'", "**kwargs"], theirs)
+    assert binds_like(["f=None", "batch_size=None", "**kwargs"], theirs)
+    assert not binds_like(["path", "batch_size=None", "**kwargs"], theirs)  # f=... breaks
+    assert not binds_like(["f", "batch_size=1", "**kwargs"], theirs)  # another default
+    assert not binds_like(["f", "batch_size=None", "**export_kwargs"], theirs)
+    assert not binds_like(["f", "batch_size=None", "mode", "**kwargs"], theirs)  # a new required one
+    assert not binds_like(["batch_size=None", "f", "**kwargs"], theirs)  # order
+
+
+@pytest.mark.parametrize("qualname", sorted(UPSTREAM_API["classes"]))
+def test_public_members_match_upstream(qualname: str) -> None:
+    """Each public member upstream's class defines exists here, of the same kind, and every call written
+    against upstream binds the same way (the listing: tests/data/upstream_api.json)."""
+    module, name = qualname.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    for member, expected in UPSTREAM_API["classes"][qualname].items():
+        assert hasattr(cls, member), f"{name}.{member} is missing"
+        found = inspect.getattr_static(cls, member)
+        kind = expected["kind"]
+        if kind == "attribute":
+            continue
+        assert isinstance(found, {"property": property, "classmethod": classmethod}.get(kind, type(found)))
+        if kind != "property":
+            assert callable(getattr(cls, member)), f"{name}.{member} is not a method"
+            ours = parameters(getattr(cls, member))
+            assert binds_like(ours, expected["parameters"]), f"{name}.{member}{ours} vs {expected}"
 
 
 # --------------------------------------------------------------------------------------------------

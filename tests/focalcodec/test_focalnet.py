@@ -339,3 +339,25 @@ def test_non_causal_state(cls: type) -> None:
         assert_close(model(x, state)[0], output)  # passing the returned state back is allowed
         with pytest.raises(ValueError, match="causal"):
             model(x, [[torch.zeros(1, 1, 1)]] * 3)
+
+
+@pytest.mark.parametrize(("cls", "causal"), [(FocalEncoder, False), (FocalDecoder, True)])
+def test_gates_and_modulators(cls: type, causal: bool) -> None:
+    """Upstream's inspection hooks: NaN until a modulation stores its hidden tensors, then per layer the last
+    forward's gates (B, L + 1, T) and modulator (B, C, T); outputs unchanged, TorchScript included."""
+    kwargs = SMALL_ENCODER if cls is FocalEncoder else SMALL_DECODER
+    model = _build(cls, **kwargs, causal=causal)
+    x = torch.randn(2, 6, kwargs["input_dim"])
+    with torch.no_grad():
+        expected = model(x)[0]
+        assert all(gate.isnan() for gate in model.gates) and all(m.isnan() for m in model.modulators)
+        for layer in model.layers:
+            layer.focal_block.modulation.store_hidden = True
+        assert torch.equal(model(x)[0], expected)
+        scripted = torch.jit.script(model)
+        assert torch.equal(scripted(x)[0], expected)
+    widths = kwargs["hidden_dims"]
+    assert [tuple(gate.shape) for gate in model.gates] == [(2, 3, 6)] * 3
+    assert [tuple(modulator.shape) for modulator in model.modulators] == [(2, width, 6) for width in widths]
+    modulation = model.layers[0].focal_block.modulation
+    assert torch.equal(model.gates[0], modulation.gates) and model.modulators[0] is modulation.modulator

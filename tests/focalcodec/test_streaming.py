@@ -1,14 +1,21 @@
 """Chunk-by-chunk coding with a causal FocalCodec (focalcodec/streaming.py): upstream's streaming vectors (one
 and two chunks per call, unpadded last chunk, states), the encoder/decoder-side split, ended streams,
-untouched states, the ``CodecStream`` helper, lookahead 2, and TorchScript (``jit``:
-focalcodec/scripting.py)."""
+untouched states, the ``CodecStream`` helper, lookahead 2, TorchScript (``jit``: focalcodec/scripting.py),
+and inputs longer than every window."""
 
 import copy
 import math
 
 import pytest
 import torch
-from helpers.reference import assert_close, load_reference, read_listing, reference_codec, seeded
+from helpers.reference import (
+    assert_close,
+    load_reference,
+    long_signal,
+    read_listing,
+    reference_codec,
+    seeded,
+)
 
 from focalcodec.bsq import BinarySphericalQuantizer
 from focalcodec.codec import FocalCodec
@@ -464,3 +471,24 @@ def test_latency_follows_the_chunk() -> None:
     config = small_causal_config(1, 16)
     model = FocalCodec(**config)
     assert model.chunk_size == 640 and math.isclose(model.latency, 40.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Long inputs
+
+
+@pytest.mark.slow
+def test_long_input_offline_and_streaming(stream_ref, scripted) -> None:
+    """20 s offline and streaming, eager and TorchScript: the stream equals the offline result throughout."""
+    model, _ = stream_ref
+    sig = long_signal()
+    with torch.no_grad():
+        toks, _, rec = model(sig)
+    assert toks.shape == (1, 1000) and rec.shape == (1, 1000 * 480)
+    for codec in (model, scripted):
+        stream = CodecStream(codec)
+        outputs = [stream.push(piece) for piece in sig.split(16000, dim=1)]
+        assert torch.equal(torch.cat([o.toks for o in outputs], dim=1), toks)
+        assert_close(torch.cat([o.sig for o in outputs], dim=1), rec)
+    with torch.no_grad():
+        assert torch.equal(scripted(sig)[0], toks)

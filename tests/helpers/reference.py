@@ -135,3 +135,18 @@ def legacy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     legacy["encoder.encoder.norm.bias"] = torch.randn(dim)
     legacy["quantizer.mask"] = 2 ** torch.arange(12, -1, -1)
     return legacy
+
+
+LONG_SECONDS = 20.0
+"""Past every window and cache of the streaming vector's model (attention window 16 frames, KV cache 12,
+focal windows 16, position table 64, upstream's hard-coded 512-frame cache) and past the relative-position
+buckets' ``max_distance`` of 800 frames: 1000 frames."""
+
+
+def long_signal() -> torch.Tensor:
+    """(1, 20 s) of the streaming vector's input repeated (a whole number of 1280-sample chunks), with a
+    little noise so that no chunk repeats exactly."""
+    sig = load_reference("focalcodec_stream_e2e")["inputs"]["sig"].flatten()
+    samples = round(LONG_SECONDS * 16000) // 1280 * 1280
+    repeated = sig.repeat(samples // sig.numel() + 1)[:samples]
+    return (repeated + 0.01 * torch.randn(samples, generator=torch.Generator().manual_seed(0)))[None]
