@@ -198,7 +198,7 @@ def _write_shard(
     plan: BuildPlan,
     shard: int,
     encode: Callable[[torch.Tensor], torch.Tensor],
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     progress: Any,
 ) -> dict[str, Any]:
     """Encode every utterance of shard ``shard`` into its data file, then write its marker.
@@ -212,7 +212,7 @@ def _write_shard(
     def write(path: Path) -> None:
         rows = 0
         with open(path, "wb") as stream:
-            for entry, sig in zip(entries, _prefetch(entries, lambda e: load(e.wav)), strict=True):
+            for entry, sig in zip(entries, _prefetch(entries, load), strict=True):
                 feats = encode(sig)
                 if feats.ndim != 2 or feats.shape[1] != plan.dim:
                     raise FeatureCacheError(
@@ -249,7 +249,7 @@ def _build_shards(
     plan: BuildPlan,
     shards: Sequence[int],
     encoder: torch.nn.Module,
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     device: str | torch.device,
     progress: bool,
 ) -> None:
@@ -321,7 +321,7 @@ def build_feature_cache(
     encoder: torch.nn.Module,
     entries: Sequence[ManifestEntry],
     folder: str | os.PathLike,
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     *,
     config: Mapping[str, Any],
     sample_rate: int,
@@ -344,7 +344,8 @@ def build_feature_cache(
     encoder : the frozen encoder, weights loaded; ``encoder(sig (1, N))[0]`` gives (1, T, D) features.
     entries : the utterances (see :func:`~utils.feature_cache.key.manifest_entries`).
     folder : the root folder of caches (``feature_cache_folder``); this one is ``<folder>/<name>-<key[:16]>``.
-    load : ``wav path -> (N,) float32 waveform at sample_rate`` (e.g. ``focalcodec.audio.load_audio``).
+    load : an entry -> its (N,) float32 waveform at sample_rate (e.g. ``focalcodec.audio.load_audio`` of
+        its ``wav``; ``utils.corpus.audio.load_utterance`` of a cut utterance).
     config : the encoder's constructor config (:func:`~utils.feature_cache.key.encoder_config`), in the key.
     sample_rate : the rate ``load`` returns, in the key.
     dtype : ``float16`` or ``float32`` storage.

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from focalcodec.audio import load_audio
 from utils.corpus import as_prepared
+from utils.corpus.audio import load_utterance
 from utils.feature_cache.build import DEFAULT_SHARD_BYTES, build_feature_cache
 from utils.feature_cache.key import encoder_config, manifest_entries
 from utils.feature_cache.layout import DEFAULT_DTYPE, DTYPES
@@ -98,7 +98,7 @@ def prepare_feature_caches(
             encoder,
             manifest_entries(dataset.data, dataset.data_ids),
             hparams["feature_cache_folder"],
-            lambda path: as_prepared(load_audio(path, sample_rate), pcm16),
+            lambda entry: as_prepared(load_utterance(entry.wav, sample_rate, entry.segments), pcm16),
             config=config,
             sample_rate=sample_rate,
             dtype=hparams.get("feature_cache_dtype", DEFAULT_DTYPE),

@@ -15,6 +15,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
 from utils.metrics import QualityMetrics
 from utils.training.data import TrainItems
+from utils.training.shards import ShardLoader, ShardStream
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
 
@@ -82,6 +83,18 @@ class CodecBrain(sb.Brain):
         """Move the frozen modules along, then the usual start (DDP wrap, optimizers, resume)."""
         self._frozen_to_device()
         super().on_fit_start()
+
+    def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **kwargs):
+        """SpeechBrain's, except for a training set of shards (``train_shards``): a
+        :class:`~utils.training.shards.ShardLoader`, which SpeechBrain then tells each epoch (as its own
+        samplers) and checkpoints inside an epoch."""
+        if not isinstance(dataset, ShardStream):
+            return super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
+        loader = ShardLoader(dataset, **kwargs)
+        if self.checkpointer is not None and ckpt_prefix is not None:
+            self.checkpointer.add_recoverable(ckpt_prefix + stage.name, loader)
+        self.train_sampler = loader  # _fit_train calls its set_epoch
+        return loader
 
     def _compile(self) -> None:
         """With ``compile``: ``torch.compile`` every trained module (or ``compile_module_keys``) with the

@@ -17,9 +17,9 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main, run_once_per_node
 
-from utils.corpus import SPLITS, prepare_data
+from utils.corpus import SPLITS, download_data, prepare_data
 from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
 from utils.runs import (
     PretrainedCodec,
@@ -167,6 +167,12 @@ def load_hparams(hparams_file: str, overrides: dict) -> dict:
 def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: TrainItems) -> None:
     """Build or open the feature caches (every process: each builds its share of the shards, then all read
     the complete caches) and serve them: training crops read alone, or whole-utterance features."""
+    if hparams.get("train_shards") and "train" in hparams.get("feature_cache_stages", ["train"]):
+        raise ValueError(
+            "feature_cache_stages includes train, but the training set is read from train_shards (the cache "
+            "is made from the corpus's files): use --feature_cache_stages [valid] (the training steps then "
+            "run the frozen encoder), or train from the manifests"
+        )
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:
@@ -203,7 +209,9 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     )
     logger.info(f"Command: {' '.join([Path(sys.argv[0]).name, *argv])}")
 
-    # corpus_format libritts (with download), folder or list: see the Data section of the YAML
+    # corpus_format libritts (with download), folder, list or librilight: see the Data section of the YAML
+    if hparams.get("data_per_node", False):  # nodes without a shared file system: each fetches its copy
+        run_once_per_node(download_data, kwargs={"hparams": hparams})
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
     datasets = dataio_prepare(hparams, train_min_duration=train.min_seconds(hparams))
