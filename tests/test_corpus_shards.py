@@ -1,7 +1,6 @@
 """WebDataset shards of prepared manifests (utils/corpus/shards/): what they hold, the index, resuming,
 idempotence, finding them, verifying them."""
 
-import json
 import shutil
 
 import numpy as np
@@ -149,7 +148,7 @@ def test_shards_found_by_pattern_or_index(folder_corpus, tmp_path):
     shutil.copy(tmp_path / "shards" / "train-000001.tar", tmp_path / "other")
     scanned = resolve_shards(str(tmp_path / "other" / "train-{000001..000001}.tar"))  # no index: read through
     assert scanned[0].durations == tuple(index["shards"]["train-000001.tar"]["durations"])
-    with pytest.raises(FileNotFoundError, match="train-000003.tar"):
+    with pytest.raises(FileNotFoundError, match=r"train-000003\.tar"):
         resolve_shards(str(tmp_path / "shards" / "train-{000000..000003}.tar"))
     with pytest.raises(ValueError, match="no valid shards"):
         resolve_shards(tmp_path / "shards" / "index.json", "valid")

@@ -20,7 +20,10 @@ def shards(small_corpus, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shards")
     hparams = {f"{stage}_json": str(folder / f"{stage}.json") for stage in ("train", "valid", "test")}
     hparams.update(
-        {key: [name] for key, name in zip(("train_split", "valid_split", "test_split"), SMALL_SPLITS)}
+        {
+            key: [name]
+            for key, name in zip(("train_split", "valid_split", "test_split"), SMALL_SPLITS, strict=True)
+        }
     )
     hparams.update(
         data_folder=str(small_corpus), sample_rate=16000, prepare_seed=0, valid_size=2, min_duration=1.0

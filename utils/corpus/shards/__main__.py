@@ -1,9 +1,9 @@
 """Write WebDataset shards of a corpus (docs/training.md, "Training at scale").
 
-    # prepare a corpus (the Data keys of the recipe's YAML, as --key value), then shard every set
+    # prepare a corpus (the Data keys of the recipe's YAML), then shard every set
     python -m utils.corpus.shards /data/shards --corpus_format folder --data_folder /data/my_corpus
     python -m utils.corpus.shards /data/ll_shards --corpus_format librilight --data_folder /data/librilight \\
-        --train_split "[small]" --audio_format flac --sample_rate 24000 --workers 16
+        --train_split "[small]" --workers 16
     # or shard manifests already prepared (by a training run: <output_folder>/save/*.json)
     python -m utils.corpus.shards /data/shards --manifests results/vocos/0/save/train.json
     # check a folder's shards against its index (sha256, sizes, counts)
@@ -40,6 +40,13 @@ DATA_DEFAULTS = {
     "valid_size": 500,
     "min_duration": 1.0,
 }
+# The Data keys of the YAML this command takes (values read as YAML, "[small]", True, 0.1, but for paths)
+DATA_KEYS = (
+    "corpus_format", "data_folder", "train_split", "valid_split", "test_split", "train_folder",
+    "valid_folder", "test_folder", "corpus_list", "valid_proportion", "test_proportion", "speaker_pattern",
+    "speaker_disjoint", "prepare_seed", "valid_size", "min_duration", "cut_seconds", "download",
+    "download_url",
+)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,14 +64,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding (0)")
     parser.add_argument("--workers", type=int, default=1, help="processes writing shards (1)")
     parser.add_argument("--verify", action="store_true", help="only check OUTPUT's shards against its index")
+    data = parser.add_argument_group(
+        "the corpus",
+        "Data keys of the recipe's YAML (docs/training.md, 'Training on your own data'), values read as "
+        f"YAML; defaults: {DATA_DEFAULTS}",
+    )
+    for key in DATA_KEYS:
+        text = key.endswith(("folder", "list", "pattern", "url"))
+        data.add_argument(f"--{key}", type=str if text else yaml.safe_load, metavar="VALUE")
     return parser
-
-
-def _data_keys(extra: list[str], parser: argparse.ArgumentParser) -> dict:
-    """``--key value`` pairs (values read as YAML, e.g. ``"[small]"``) as Data keys."""
-    if len(extra) % 2 or not all(word.startswith("--") for word in extra[::2]):
-        parser.error(f"expected --key value pairs of the YAML's Data section, got {' '.join(extra)}")
-    return {key[2:]: yaml.safe_load(value) for key, value in zip(extra[::2], extra[1::2], strict=True)}
 
 
 def _prepared(output: Path, keys: dict) -> dict[str, Path]:
@@ -78,17 +86,18 @@ def _prepared(output: Path, keys: dict) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     if args.verify:
         problems = verify_shards(args.output)
         print("\n".join(problems) or f"{args.output}: every shard matches the index")
         sys.exit(1 if problems else 0)
+    keys = {key: getattr(args, key) for key in DATA_KEYS if getattr(args, key) is not None}
+    if args.manifests and keys:
+        parser.error(f"--manifests takes no Data keys: {', '.join(keys)}")
     if args.manifests:
-        if extra:
-            parser.error(f"--manifests takes no Data keys: {' '.join(extra)}")
         manifests = {path.stem: path for path in args.manifests}
-    elif extra:
-        manifests = _prepared(args.output, _data_keys(extra, parser))
+    elif "data_folder" in keys:
+        manifests = _prepared(args.output, keys)
     else:
         parser.error("give --manifests, or the corpus as Data keys (--data_folder ... [--corpus_format ...])")
     options = ShardOptions(args.shard_mb, args.max_count, args.audio_format, args.sample_rate, args.seed)
