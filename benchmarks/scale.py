@@ -4,7 +4,10 @@ and training throughput of the quantizer stage with 1 against 2 processes.
 * ``loader``: one pass of the recipe's own train loader (``setup_recipe``, ``dataloader_workers: 0`` so the
   reads are on the critical path) over a folder corpus of short 24 kHz wavs, read one file per utterance
   (the manifest, shuffled) or from shards of the same utterances (``--train_shards``, shuffle buffer
-  1000), alternately; utterances per second, each pass decoding and resampling every utterance.
+  1000), alternately; utterances per second, each pass decoding and resampling every utterance. Before
+  each pass the files it reads are dropped from the page cache (``posix_fadvise(DONTNEED)``, where the
+  platform has it), so that every pass reads them from the disk, as a first epoch does, or any epoch of a
+  corpus larger than the memory.
 * ``processes``: the median of ``3 * repeats`` training steps (reading the batch included, after 2
   warm-up steps) from the shards with ``torchrun --nproc_per_node`` 1 and 2 (DDP, gloo, on the CPU
   whatever the device; each process with ``threads // 2`` threads, as each GPU of a multi-GPU run is its
@@ -22,8 +25,10 @@ from pathlib import Path
 from speechbrain.dataio.dataloader import make_dataloader
 
 from benchmarks.measure import interleaved, median
+from utils.corpus import SPLITS, prepare_data
+from utils.corpus.manifest import read_manifest
 from utils.corpus.samples import make_folder_corpus
-from utils.corpus.shards.__main__ import main as write_shards_command
+from utils.corpus.shards import ShardOptions, write_shards
 from utils.training.recipe import setup_recipe
 from utils.training.shards import ShardLoader, ShardStream
 
@@ -41,8 +46,17 @@ def _recipe_argv(corpus: Path, output: Path, args, options: list[str]) -> list[s
     return [*argv, *(["--overrides_file", "hparams/tiny/bsq.yaml"] if args.quick else []), *options]
 
 
-def _epoch_function(recipe):
-    """One timed pass over the recipe's train loader: utterances per second."""
+def _drop_from_page_cache(paths: list[Path]) -> None:
+    """Ask the kernel to forget the cached pages of ``paths`` (a no-op where posix_fadvise is missing)."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for path in paths:
+        with open(path, "rb") as stream:
+            os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _epoch_function(recipe, paths: list[Path]):
+    """One timed pass over the recipe's train loader, ``paths`` read from the disk: utterances per second."""
     dataset, kwargs = recipe.datasets["train"], recipe.loader_kwargs["train"]
 
     def epoch() -> dict:
@@ -51,6 +65,7 @@ def _epoch_function(recipe):
             if isinstance(dataset, ShardStream)
             else make_dataloader(dataset, **kwargs)
         )
+        _drop_from_page_cache(paths)
         start = time.perf_counter()
         count = sum(len(batch.id) for batch in loader)
         seconds = time.perf_counter() - start
@@ -84,16 +99,19 @@ def scale_section(args, work: Path) -> dict:
     splits = {"train": (8, files // 8), "valid": (1, 1), "test": (1, 1)}
     corpus = work / "corpus"
     make_folder_corpus(corpus, splits, ("wav",), (24000,), stereo_every=0, min_seconds=1.0, max_seconds=1.0)
-    write_shards_command(
-        [str(work / "shards"), "--corpus_format", "folder", "--data_folder", str(corpus), *SETS]
-    )
+    manifests = {stage: work / "manifests" / f"{stage}.json" for stage in SPLITS}
+    keys = {"corpus_format": "folder", "data_folder": str(corpus), "sample_rate": 16000, "prepare_seed": 0}
+    keys.update({f"{stage}_folder": stage for stage in SPLITS}, valid_size=1, min_duration=0.5)
+    prepare_data({**keys, **{f"{stage}_json": str(path) for stage, path in manifests.items()}})
+    write_shards({"train": read_manifest(manifests["train"])}, work / "shards", ShardOptions())
     shards = ["--train_shards", str(work / "shards" / "index.json")]
     recipes = {
         "manifest": setup_recipe(_recipe_argv(corpus, work / "manifest", args, ["--device", "cpu"])),
         "shards": setup_recipe(_recipe_argv(corpus, work / "shards_run", args, ["--device", "cpu", *shards])),
     }
+    paths = {"manifest": sorted(corpus.rglob("*.wav")), "shards": sorted((work / "shards").glob("*.tar"))}
     loading = interleaved(
-        {name: _epoch_function(recipe) for name, recipe in recipes.items()}, 1, args.repeats
+        {name: _epoch_function(recipe, paths[name]) for name, recipe in recipes.items()}, 1, args.repeats
     )
     result: dict = {"files": files, "file_seconds": 1.0, "batch_size": args.batch_size}
     for name in recipes:

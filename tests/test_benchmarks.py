@@ -42,6 +42,9 @@ def test_gpu_check_quick_on_the_cpu(tmp_path):
     assert all(
         run["same_tokens_as_eager"] and 0 < run["p50_ms"] <= run["p95_ms"] for run in streaming.values()
     )
+    scale = report["scale"]  # shards against the manifest, 2 processes against 1: measured, both ways
+    assert scale["manifest"]["utterances_per_second"] > 0 and scale["shards"]["utterances_per_second"] > 0
+    assert scale["processes"]["2"]["processes"] == 2 and scale["processes_speedup"] > 0
     tokenization = report["tokenization"]["runs"]
     assert set(tokenization) == {"batch_1", "batch_3"}  # no bfloat16 run off CUDA
     assert all(

@@ -2,10 +2,13 @@
 idempotence, finding them, verifying them."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from recipe_runner import ROOT, recipe_env
 
 import utils.corpus.shards.write
 from utils.corpus import prepare_data
@@ -21,7 +24,6 @@ from utils.corpus.shards import (
     verify_shards,
     write_shards,
 )
-from utils.corpus.shards.__main__ import main as shards_main
 from utils.corpus.shards.index import file_sha256
 
 
@@ -154,13 +156,13 @@ def test_shards_found_by_pattern_or_index(folder_corpus, tmp_path):
         resolve_shards(tmp_path / "shards" / "index.json", "valid")
 
 
-def test_verify_finds_a_damaged_shard(folder_corpus, tmp_path, capsys):
+def test_verify_finds_a_damaged_shard(folder_corpus, tmp_path):
     _, manifests = folder_corpus
     write_shards({"test": manifests["test"]}, tmp_path, ShardOptions())
     data = bytearray((tmp_path / "test-000000.tar").read_bytes())
     data[2000] ^= 0xFF
     (tmp_path / "test-000000.tar").write_bytes(bytes(data))
-    with pytest.raises(SystemExit) as exit_info:
-        shards_main([str(tmp_path), "--verify"])
-    assert exit_info.value.code == 1 and "test-000000.tar: sha256" in capsys.readouterr().out
+    command = [sys.executable, "-m", "utils.corpus.shards", str(tmp_path), "--verify"]
+    result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "test-000000.tar: sha256" in result.stdout
     assert read_index(tmp_path / "index.json")["sets"]["test"]["count"] == 2

@@ -1,8 +1,9 @@
 """Training from shards through the real command lines (docs/training.md, "Training at scale"): a corpus
 sharded with ``python -m utils.corpus.shards``, both stages of the first recipe and stages 2-5 of
 FocalCodec-Stream trained from the shards (each reads every training utterance once in an epoch), two
-processes sharing an epoch of unequal shards, and a run of two "nodes" (two torchrun agents meeting at a
-c10d rendezvous on 127.0.0.1) killed inside an epoch and resumed."""
+processes sharing an epoch of unequal shards, a run of two "nodes" (two torchrun agents meeting at a c10d
+rendezvous on 127.0.0.1) killed inside an epoch and resumed, and two nodes downloading the corpus once
+each (``data_per_node``)."""
 
 import json
 import subprocess
@@ -10,6 +11,7 @@ import sys
 
 import pytest
 import yaml
+from http_server import libritts_archives, serve
 from recipe_runner import (
     QUANTIZER_ARGS,
     ROOT,
@@ -110,3 +112,29 @@ def test_two_nodes_train_are_killed_and_resume(shard_index, small_corpus, tmp_pa
     checkpoint = max((tmp_path / "save").glob("CKPT+*"))
     assert yaml.safe_load((checkpoint / "brain.ckpt").read_text())["optimizer_step"] == 6
     assert "test loss" in parse_train_log(tmp_path / "train_log.txt")[-1]
+
+
+def test_each_node_downloads_its_own_copy(tmp_path):
+    """``--data_per_node True``: each node's first process fetches the corpus into its own data folder
+    (here each "node" is given another folder, as each machine has its own disk), then the run trains."""
+    archives = libritts_archives(["train-clean-100", "dev-clean", "test-clean"], seconds=1.2)
+    with serve(archives) as server:
+        checksums = "{" + ", ".join(f"{s}: '{sha}'" for s, sha in server.checksums.items()) + "}"
+        args = ["--download", "True", "--download_url", server.url, "--download_checksums", checksums]
+        args += ["--data_per_node", "True", *QUANTIZER_ARGS]
+        port = free_port()
+        commands = [
+            node_commands(
+                recipe_command(
+                    "train_quantizer.py", "bsq.yaml", tmp_path / f"node{rank}", tmp_path / "out", *args
+                ),
+                port,
+            )[rank]
+            for rank in (0, 1)
+        ]
+        for result in run_nodes(commands, timeout=600):
+            assert result.returncode == 0, result.stdout[-5000:]
+        assert len(server.state.requests) == 6  # 3 subsets, once on each node
+    for rank in (0, 1):
+        assert sorted(p.name for p in (tmp_path / f"node{rank}" / "dev-clean").iterdir()) == ["84"]
+    assert "test loss" in parse_train_log(tmp_path / "out" / "train_log.txt")[-1]
