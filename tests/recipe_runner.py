@@ -213,14 +213,15 @@ def assert_test_loss_is_batch_mean(output_folder: Path) -> None:
 
 
 def run_ddp_probe(
-    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int, timeout=900
 ) -> list[dict]:
     """Run a stage as two gloo processes with the probe of tests/ddp_probe.py and check what every
     multi-process run must show: both processes trained on different utterances, hold the same weights
-    after a step and left the frozen encoder as it was; the test stage ran. Returns both probes."""
+    after a step and left the frozen encoder as it was; the test stage ran. Returns both probes. A run
+    still going after ``timeout`` seconds (a hang) fails (:func:`run_torchrun`)."""
     command = recipe_command("tests/ddp_probe.py", hparams, data_folder, output_folder, *extra)
     env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem}
-    result = run_torchrun(command, port=port, env=env)
+    result = run_torchrun(command, port=port, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-5000:]
     assert "test loss" in parse_train_log(output_folder / "train_log.txt")[-1]
     probes = [json.loads((output_folder / f"probe-{rank}.json").read_text()) for rank in (0, 1)]

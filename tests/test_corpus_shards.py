@@ -17,9 +17,10 @@ from utils.corpus.manifest import read_manifest
 from utils.corpus.samples import make_folder_corpus, make_librilight_corpus
 from utils.corpus.shards import (
     ShardOptions,
-    decode_sample,
+    decode_audio,
     read_index,
     resolve_shards,
+    sample_meta,
     shard_samples,
     verify_shards,
     write_shards,
@@ -54,7 +55,7 @@ def read_all(folder, set_name="train") -> dict[str, tuple[dict, torch.Tensor]]:
     return {
         meta["id"]: (meta, sig)
         for shard in resolve_shards(folder / "index.json", set_name)
-        for meta, sig in (decode_sample(sample, 16000) for sample in shard_samples(shard.url))
+        for meta, sig in ((sample_meta(s), decode_audio(s, 16000)) for s in shard_samples(shard.url))
     }
 
 

@@ -28,26 +28,32 @@ from recipe_runner import (
 
 pytestmark = pytest.mark.slow
 
-# stage -> (script, YAML, {option: fixture of the previous stage's run folder})
+# stage -> (script, YAML, {option: fixture of the previous stage's run folder}, options)
 STAGES = {
-    "quantizer": ("train_quantizer.py", "bsq.yaml", {}),
-    "decoder": ("train_decoder.py", "vocos.yaml", {}),
-    "stream-posemb": ("train_posemb.py", "stream/conv_posemb.yaml", {}),
+    "quantizer": ("train_quantizer.py", "bsq.yaml", {}, []),
+    "decoder": ("train_decoder.py", "vocos.yaml", {}, []),
+    "stream-posemb": ("train_posemb.py", "stream/conv_posemb.yaml", {}, []),
     "stream-encoder": (
         "train_encoder.py",
         "stream/wavlm.yaml",
         {"--student_encoder_posemb_checkpoint": "posemb_run"},
+        [],
     ),
     "stream-quantizer": (
         "train_quantizer.py",
         "stream/bsq.yaml",
         {"--encoder_checkpoint": "wavlm_run", "--decoder_checkpoint": "wavenext_run"},
+        [],
     ),
     "stream-joint": (
         "train_joint.py",
         "stream/joint.yaml",
         {"--quantizer_checkpoint": "stream_bsq_run", "--decoder_checkpoint": "wavenext_run"},
+        [],
     ),
+    # the feature cache in shard form: features alone (quantizer), crops read alone (decoder)
+    "quantizer-cached": ("train_quantizer.py", "bsq.yaml", {}, ["--feature_cache", "True"]),
+    "decoder-cached": ("train_decoder.py", "vocos.yaml", {}, ["--feature_cache", "True"]),
 }
 
 
@@ -71,8 +77,9 @@ def training_ids(output_folder) -> set[str]:
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_every_stage_trains_from_shards(stage, shard_index, small_corpus, tmp_path, request):
-    script, hparams, previous = STAGES[stage]
+    script, hparams, previous, options = STAGES[stage]
     extra = [word for option, run in previous.items() for word in (option, str(request.getfixturevalue(run)))]
+    extra += options
     out = tmp_path / stage
     run_recipe(
         script,
@@ -88,13 +95,18 @@ def test_every_stage_trains_from_shards(stage, shard_index, small_corpus, tmp_pa
     ids = json.loads((out / "probe-0.json").read_text())["ids"]
     assert sorted(ids) == sorted(training_ids(out))  # the epoch: every training utterance once
     assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
+    if options:  # the training features came from feature shards, one per shard
+        assert len(list((out / "feature_cache").glob("train_shards-*/train-*.tar"))) == 2
 
 
 def test_two_processes_share_an_epoch_of_unequal_shards(shard_index, small_corpus, tmp_path):
     """Shards of 4 and 2 utterances: split by shard, one process would have 2 batches and the other 1 (a
     hang at the end of the epoch, which run_torchrun's timeout turns into a failure)."""
     args = [*QUANTIZER_ARGS, "--train_shards", str(shard_index)]
-    probes = run_ddp_probe("train_quantizer.py", "bsq.yaml", small_corpus, tmp_path, *args, port=free_port())
+    port = free_port()
+    probes = run_ddp_probe(
+        "train_quantizer.py", "bsq.yaml", small_corpus, tmp_path, *args, port=port, timeout=600
+    )
     ids = [probe["ids"] for probe in probes]
     assert len(ids[0]) == len(ids[1]) == 3 and set(ids[0]) | set(ids[1]) == training_ids(tmp_path)
 

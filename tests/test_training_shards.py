@@ -4,35 +4,15 @@ epoch."""
 
 import pytest
 import torch
-from recipe_runner import SMALL_SPLITS
 
-from utils.corpus import prepare_data
 from utils.corpus.audio import load_utterance
-from utils.corpus.manifest import read_manifest
-from utils.corpus.shards import ShardOptions, write_shards
 from utils.training.data import shard_dataset
 from utils.training.shards import ShardLoader
 
 
 @pytest.fixture(scope="module")
-def shards(small_corpus, tmp_path_factory):
-    """The small corpus's 6 training utterances in shards of 4 and 2 (deliberately unequal)."""
-    folder = tmp_path_factory.mktemp("shards")
-    hparams = {f"{stage}_json": str(folder / f"{stage}.json") for stage in ("train", "valid", "test")}
-    hparams.update(
-        {
-            key: [name]
-            for key, name in zip(("train_split", "valid_split", "test_split"), SMALL_SPLITS, strict=True)
-        }
-    )
-    hparams.update(
-        data_folder=str(small_corpus), sample_rate=16000, prepare_seed=0, valid_size=2, min_duration=1.0
-    )
-    prepare_data(hparams)
-    entries = read_manifest(folder / "train.json")
-    index = write_shards({"train": entries}, folder / "shards", ShardOptions(max_count=4))
-    assert [info["count"] for info in index["shards"].values()] == [4, 2]
-    return folder / "shards" / "index.json", {entry.uttid: entry for entry in entries}
+def shards(small_shards):
+    return small_shards
 
 
 def stream(index, batch_size=2, buffer=4, **changes):

@@ -7,12 +7,14 @@ holds it (docs/deviations.md #1). An utterance cut from a longer file (Libri-Lig
 its items the same; valid and test stay on their manifests.
 """
 
+import io
 import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
@@ -22,13 +24,15 @@ from speechbrain.utils.data_pipeline import provides, takes
 from focalcodec.audio import load_audio_segment
 from utils.corpus import SPLITS, as_prepared
 from utils.corpus.audio import load_utterance
-from utils.corpus.shards import decode_sample, resolve_shards
+from utils.corpus.shards import decode_audio, resolve_shards, sample_meta
+from utils.feature_cache import FEATURES_KEY
 from utils.training.shards import ShardStream
 
 __all__ = [
     "TrainItems",
     "add_cached_crops",
     "add_cached_features",
+    "add_shard_features",
     "dataio_prepare",
     "loader_kwargs",
     "shard_dataset",
@@ -161,11 +165,46 @@ def dataio_prepare(hparams: dict, train_min_duration: float = 0.0) -> dict[str, 
 
 def _shard_item(sample: dict, sample_rate: int, pcm16: bool, segment: tuple[int | None, bool]) -> dict:
     """A shard's raw sample as the manifest pipeline's item, ``{"id", "sig"}`` (:func:`dataio_prepare`)."""
-    meta, sig = decode_sample(sample, sample_rate)
-    sig = as_prepared(sig, pcm16)
+    sig = as_prepared(decode_audio(sample, sample_rate), pcm16)
     if segment[0] is not None:
         sig = _random_segment(sig, *segment)
-    return {"id": meta["id"], "sig": sig}
+    return {"id": sample_meta(sample)["id"], "sig": sig}
+
+
+def _shard_item_with_features(
+    sample: dict, sample_rate: int, pcm16: bool, audio: bool, crop: tuple[int, int] | None
+) -> dict:
+    """A raw sample with its cached features as the feature cache's items (:func:`add_cached_features`,
+    :func:`add_cached_crops`): ``{"id", "feats"}`` (+ ``"sig"`` with ``audio``), or a random crop of
+    ``crop = (frames, hop_length)``, ``{"id", "crop_feats", "crop_sig"}``, drawn as there."""
+    feats = torch.from_numpy(np.load(io.BytesIO(sample[FEATURES_KEY])).astype(np.float32))
+    item = {"id": sample_meta(sample)["id"]}
+    if crop is not None:
+        frames, hop = crop
+        start = int(torch.randint(feats.shape[0] - frames + 1, ()))
+        sig = as_prepared(decode_audio(sample, sample_rate), pcm16)
+        return {
+            **item,
+            "crop_feats": feats[start : start + frames],
+            "crop_sig": sig[start * hop : (start + frames) * hop],
+        }
+    if audio:
+        item["sig"] = as_prepared(decode_audio(sample, sample_rate), pcm16)
+    return {**item, "feats": feats}
+
+
+def add_shard_features(stream: ShardStream, urls: list[str], hparams: dict, train: TrainItems) -> None:
+    """Serve a training set of shards with the feature shards ``urls`` beside them (the feature cache in
+    shard form, :mod:`utils.feature_cache.shards`): the stage's cached items (``train``: with audio or not,
+    crops read alone), as :func:`add_cached_features` and :func:`add_cached_crops` serve a cached manifest."""
+    make_item = partial(
+        _shard_item_with_features,
+        sample_rate=hparams["sample_rate"],
+        pcm16=hparams.get("pcm16_audio", False),
+        audio=train.audio,
+        crop=train.crop(hparams),
+    )
+    stream.add_features(urls, make_item)
 
 
 def shard_dataset(hparams: dict, min_duration: float = 0.0) -> ShardStream:
@@ -192,7 +231,7 @@ def shard_dataset(hparams: dict, min_duration: float = 0.0) -> ShardStream:
         durations,
         drop_last=segment[0] is not None and segment[1],
     )
-    logger.info(f"train: {stream.num_utterances} utterances in {len(stream.urls)} shards")
+    logger.info(f"train: {stream.num_utterances} utterances in {len(stream.shards)} shards")
     if stream.num_utterances == 0:
         raise ValueError(
             f"No training utterance of {hparams['train_shards']} lasts between {min_duration:g} s and "

@@ -20,7 +20,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main, run_once_per_node
 
 from utils.corpus import SPLITS, download_data, prepare_data
-from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
+from utils.feature_cache import check_feature_cache_options, prepare_feature_caches, prepare_feature_shards
 from utils.runs import (
     PretrainedCodec,
     load_frozen_encoder,
@@ -33,10 +33,12 @@ from utils.training.data import (
     TrainItems,
     add_cached_crops,
     add_cached_features,
+    add_shard_features,
     dataio_prepare,
     loader_kwargs,
 )
 from utils.training.run_lock import RunLock, RunLockedError
+from utils.training.shards import ShardStream
 from utils.training.train_logger import plot_training_curves
 
 __all__ = [
@@ -167,12 +169,11 @@ def load_hparams(hparams_file: str, overrides: dict) -> dict:
 def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: TrainItems) -> None:
     """Build or open the feature caches (every process: each builds its share of the shards, then all read
     the complete caches) and serve them: training crops read alone, or whole-utterance features."""
-    if hparams.get("train_shards") and "train" in hparams.get("feature_cache_stages", ["train"]):
-        raise ValueError(
-            "feature_cache_stages includes train, but the training set is read from train_shards (the cache "
-            "is made from the corpus's files): use --feature_cache_stages [valid] (the training steps then "
-            "run the frozen encoder), or train from the manifests"
-        )
+    stages = hparams.get("feature_cache_stages", ["train"])
+    if isinstance(datasets["train"], ShardStream) and "train" in stages:  # the cache in shard form
+        urls = prepare_feature_shards(hparams, datasets["train"].shards, device)
+        add_shard_features(datasets["train"], urls, hparams, train)
+        hparams = {**hparams, "feature_cache_stages": [stage for stage in stages if stage != "train"]}
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:

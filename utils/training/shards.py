@@ -22,9 +22,20 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from utils.corpus.shards import Shard, shard_samples
+from utils.feature_cache import FEATURES_KEY
 from utils.training.shard_plan import plan_portion, served_per_worker
 
 __all__ = ["ShardLoader", "ShardStream"]
+
+
+def _with_features(samples: Iterator[dict], features: Iterator[dict]) -> Iterator[dict]:
+    """Each sample with the features of the same key from the feature shard read alongside."""
+    for sample, extra in zip(samples, features, strict=True):
+        if extra["__key__"] != sample["__key__"]:
+            raise ValueError(
+                f"{extra['__url__']} does not follow {sample['__url__']}: rebuild the feature shards"
+            )
+        yield {**sample, FEATURES_KEY: extra[FEATURES_KEY]}
 
 
 class ShardStream(IterableDataset):
@@ -53,7 +64,7 @@ class ShardStream(IterableDataset):
         drop_last: bool = False,
     ) -> None:
         super().__init__()
-        self.urls = [shard.url for shard in shards]
+        self.shards = list(shards)
         low, high = durations
         self.kept = [
             np.flatnonzero((np.array(s.durations) >= low) & (np.array(s.durations) <= high)) for s in shards
@@ -61,6 +72,13 @@ class ShardStream(IterableDataset):
         self.make_item, self.batch_size, self.seed, self.buffer = make_item, batch_size, seed, buffer
         self.drop_last = drop_last
         self.epoch, self.rank, self.world_size, self.skip = 1, 0, 1, 0
+        self.feature_urls: list[str] | None = None
+
+    def add_features(self, urls: list[str], make_item: Callable[[dict], dict]) -> None:
+        """Read each sample with its features (``feats.npy``) from the feature shard beside its shard
+        (``urls``, in the order of the shards; utils/feature_cache/shards.py), made into items by
+        ``make_item``."""
+        self.feature_urls, self.make_item = list(urls), make_item
 
     @property
     def num_utterances(self) -> int:
@@ -82,7 +100,10 @@ class ShardStream(IterableDataset):
         for shard, first, stop in pieces:
             wanted = set(self.kept[shard][first:stop].tolist())
             last = self.kept[shard][stop - 1]
-            for position, sample in enumerate(shard_samples(self.urls[shard])):
+            samples = shard_samples(self.shards[shard].url)
+            if self.feature_urls is not None:
+                samples = _with_features(samples, shard_samples(self.feature_urls[shard]))
+            for position, sample in enumerate(samples):
                 if position in wanted:
                     yield sample
                 if position >= last:
@@ -100,7 +121,7 @@ class ShardStream(IterableDataset):
         for index, size in enumerate(portion.batch_sizes):
             group = list(itertools.islice(samples, size))
             if len(group) < size:
-                urls = ", ".join(self.urls[shard] for shard, _, _ in portion.pieces)
+                urls = ", ".join(self.shards[shard].url for shard, _, _ in portion.pieces)
                 raise ValueError(f"the shards hold fewer utterances than their index says: {urls}")
             if index >= skip:  # a batch trained on before a resume is read, not decoded
                 yield [self.make_item(sample) for sample in group]

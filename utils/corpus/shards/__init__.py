@@ -14,7 +14,7 @@ names, verifying them), ``read`` (a shard's samples, decoding one). Training rea
 """
 
 from utils.corpus.shards.index import INDEX_FILE, Shard, read_index, resolve_shards, verify_shards
-from utils.corpus.shards.read import decode_sample, shard_samples
+from utils.corpus.shards.read import decode_audio, sample_meta, shard_samples
 from utils.corpus.shards.write import AUDIO_FORMATS, ShardOptions, write_shards
 
 __all__ = [
@@ -22,9 +22,10 @@ __all__ = [
     "INDEX_FILE",
     "Shard",
     "ShardOptions",
-    "decode_sample",
+    "decode_audio",
     "read_index",
     "resolve_shards",
+    "sample_meta",
     "shard_samples",
     "verify_shards",
     "write_shards",
