@@ -1,9 +1,9 @@
 """Training from shards through the real command lines (docs/training.md, "Training at scale"): a corpus
-sharded with ``python -m utils.corpus.shards``, both stages of the first recipe and stages 2-5 of
-FocalCodec-Stream trained from the shards (each reads every training utterance once in an epoch), two
-processes sharing an epoch of unequal shards, a run of two "nodes" (two torchrun agents meeting at a c10d
-rendezvous on 127.0.0.1) killed inside an epoch and resumed, and two nodes downloading the corpus once
-each (``data_per_node``)."""
+sharded with ``python -m utils.corpus.shards``, both stages of the first recipe (with the feature cache
+in shard form) and stages 2-5 of FocalCodec-Stream trained from the shards (each reads every training
+utterance once in an epoch), two processes sharing an epoch of unequal shards, a run of two "nodes" (two
+torchrun agents meeting at a c10d rendezvous on 127.0.0.1) killed inside an epoch and resumed, and two
+nodes downloading the corpus once each (``data_per_node``)."""
 
 import json
 import subprocess
@@ -28,10 +28,13 @@ from recipe_runner import (
 
 pytestmark = pytest.mark.slow
 
-# stage -> (script, YAML, {option: fixture of the previous stage's run folder}, options)
+# stage -> (script, YAML, {option: fixture of the previous stage's run folder}, options). The first
+# recipe's stages with the feature cache in shard form (the quantizer stage reads features alone, the
+# decoder stage crops read alone); FocalCodec-Stream's 2-5 read their audio from the shards.
+CACHED = ["--feature_cache", "True"]
 STAGES = {
-    "quantizer": ("train_quantizer.py", "bsq.yaml", {}, []),
-    "decoder": ("train_decoder.py", "vocos.yaml", {}, []),
+    "quantizer-cached": ("train_quantizer.py", "bsq.yaml", {}, CACHED),
+    "decoder-cached": ("train_decoder.py", "vocos.yaml", {}, CACHED),
     "stream-posemb": ("train_posemb.py", "stream/conv_posemb.yaml", {}, []),
     "stream-encoder": (
         "train_encoder.py",
@@ -51,9 +54,6 @@ STAGES = {
         {"--quantizer_checkpoint": "stream_bsq_run", "--decoder_checkpoint": "wavenext_run"},
         [],
     ),
-    # the feature cache in shard form: features alone (quantizer), crops read alone (decoder)
-    "quantizer-cached": ("train_quantizer.py", "bsq.yaml", {}, ["--feature_cache", "True"]),
-    "decoder-cached": ("train_decoder.py", "vocos.yaml", {}, ["--feature_cache", "True"]),
 }
 
 
