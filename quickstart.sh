@@ -63,7 +63,8 @@ stream_quickstart() {
   $out/*/parts.json             what each stage hands to the next (the run-folder contract)
   $out/exported/                the causal codec: config.json + model.safetensors (+ model.json)
   $out/resynth/                 the streamed resynthesis of the test files, 24 kHz
-  $out/evaluation/results.md    the evaluation table, offline and streaming rows (also results.csv)
+  $out/evaluation/results.md    the evaluation table, offline and streaming rows, with 95 % intervals
+  $out/evaluation/report.html   the listening report: players, mel spectrograms, sortable scores
 MSG
 }
 
@@ -108,5 +109,7 @@ cat <<MSG
   $OUT/*/save/CKPT+*/           checkpoints (rerunning a command resumes from them)
   $OUT/*/training_curves.png    training curves; TensorBoard: .venv/bin/tensorboard --logdir $OUT
   $OUT/exported/                config.json + model.safetensors (+ model.json for the upstream package)
-  $OUT/evaluation/results.md    the evaluation table (also results.csv)
+  $OUT/evaluation/results.md    the evaluation table, each figure with its 95 % interval (also results.csv)
+  $OUT/evaluation/report.html   the listening report: open it in a browser (players, spectrograms, scores)
+  $OUT/bsq/report.html          the quantizer run's test stage: its audio, scores and training curves
 MSG

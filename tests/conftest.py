@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
+from helpers.recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
 from utils.corpus import SPLITS, prepare_data
 from utils.corpus.manifest import read_manifest
@@ -15,8 +15,8 @@ from utils.corpus.shards import ShardOptions, write_shards
 
 
 def probed_run(script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str) -> None:
-    """A stage through its real command line, probed (tests/ddp_probe.py: ``probe-0.json`` tells e.g. the
-    loss of every test batch)."""
+    """A stage through its real command line, probed (tests/helpers/ddp_probe.py: ``probe-0.json`` tells
+    e.g. the loss of every test batch)."""
     run_recipe(script, hparams, data_folder, output_folder, *extra, probe=True)
 
 
@@ -64,12 +64,16 @@ def quantizer_run(small_corpus, runs) -> Path:
 
 @pytest.fixture(scope="session")
 def quantizer_run_25hz(small_corpus, runs) -> Path:
+    """The quantizer stage at 25 Hz (bsq_25hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
     probed_run("train_quantizer.py", "bsq_25hz.yaml", small_corpus, runs / "bsq_25hz", *QUANTIZER_ARGS)
     return runs / "bsq_25hz"
 
 
 @pytest.fixture(scope="session")
 def quantizer_run_12_5hz(small_corpus, runs) -> Path:
+    """The quantizer stage at 12.5 Hz (bsq_12_5hz.yaml), as ``quantizer_run`` (requested by name in
+    tests/runs/test_export.py)."""
     probed_run("train_quantizer.py", "bsq_12_5hz.yaml", small_corpus, runs / "bsq_12_5hz", *QUANTIZER_ARGS)
     return runs / "bsq_12_5hz"
 

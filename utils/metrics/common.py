@@ -1,6 +1,7 @@
 """Plumbing the evaluation metrics share: lazy model loading that fails fast and clearly, cutting padded
 batches to their true lengths, resampling to the 16 kHz the metric models expect, and the base classes
-(:class:`ModelMetric`, :class:`UtteranceScores`) by which every metric says whether it has data.
+(:class:`ModelMetric`, :class:`UtteranceScores`, :class:`PairScores`) by which every metric says whether it
+has data, which way is better, and what each utterance scored (:class:`UtteranceScore`).
 
 Loading never waits on an unreachable network: before a download is attempted the host is probed with a
 short timeout (skipped when a proxy is configured), and ``HF_HUB_OFFLINE=1`` is honoured. A model that
@@ -8,11 +9,14 @@ cannot be loaded raises :class:`MetricUnavailableError`, whose ``reason`` is mea
 error is raised again on every later use without retrying.
 """
 
+import importlib
 import logging
 import os
 import socket
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import ClassVar, NamedTuple
 from urllib.parse import urlparse
 
 import torch
@@ -26,11 +30,15 @@ __all__ = [
     "LazyModel",
     "MetricUnavailableError",
     "ModelMetric",
+    "PairScores",
+    "UtteranceScore",
     "UtteranceScores",
     "group_by_length",
+    "import_package",
     "load_hf_pretrained",
     "load_torch_hub",
     "mean_or_nan",
+    "package_id",
     "prepare_items",
 ]
 
@@ -143,6 +151,25 @@ def load_torch_hub(metric: str, source: str, entry: str, checkpoint: str | None 
         raise MetricUnavailableError(metric, source, _first_line(error)) from error
 
 
+def import_package(metric: str, module: str, requirement: str):
+    """``importlib.import_module(module)``; when it fails, a :class:`MetricUnavailableError` saying what to
+    install (``requirement``, e.g. ``"pesq==0.0.4"``)."""
+    try:
+        return importlib.import_module(module)
+    except Exception as error:  # not installed, or a compiled part that does not load
+        raise MetricUnavailableError(
+            metric, module, f"{_first_line(error)} (pip install {requirement})"
+        ) from error
+
+
+def package_id(distribution: str) -> str:
+    """``"<distribution> <version>"`` for labelling figures (the bare name when it is not installed)."""
+    try:
+        return f"{distribution} {version(distribution)}"
+    except PackageNotFoundError:
+        return distribution
+
+
 class LazyModel:
     """A model loaded once, on first use, then moved to whichever device the signals are on.
 
@@ -211,9 +238,27 @@ def check_pair(hyp: torch.Tensor, ref: torch.Tensor) -> None:
 
 
 def mean_or_nan(values) -> float:
-    """The mean of ``values``; NaN when there are none (a metric that has scored nothing yet)."""
-    values = list(values)
+    """The mean of the defined ``values`` (a NaN is an undefined score, e.g. PESQ of a clip without speech,
+    and is left out); NaN when there are none (a metric that has scored nothing yet)."""
+    values = [value for value in values if value == value]
     return sum(values) / len(values) if values else float("nan")
+
+
+class UtteranceScore(NamedTuple):
+    """One figure of one utterance.
+
+    id : the utterance id.
+    metric : the figure's label (e.g. ``"PESQ-WB"``, ``"DNSMOS-OVRL"``).
+    value : the utterance's value (NaN: undefined for this utterance, left out of means and intervals).
+    weight : what the utterance counts for in the corpus figure: 1 for a mean over utterances; the
+        reference length for a ratio of sums (dWER: edits over reference words, so the corpus figure is
+        the weighted mean of the utterances' rates).
+    """
+
+    id: str
+    metric: str
+    value: float
+    weight: float = 1.0
 
 
 class ModelMetric(MetricStats):
@@ -222,12 +267,23 @@ class ModelMetric(MetricStats):
     A subclass sets ``label`` (its figure's name, or the prefix of its figures), ``model_id`` (what the
     figures are attributed to) and ``loader`` (a :class:`LazyModel`), and implements ``clear``,
     ``append``, ``summarize``, ``write_stats`` and :attr:`num_scored`, by which it says itself whether it
-    has anything to report (:class:`~utils.metrics.suite.QualityMetrics` leaves out those at 0).
+    has anything to report (:class:`~utils.metrics.suite.QualityMetrics` leaves out those at 0), and
+    :meth:`utterance_scores`. ``lower_is_better`` says which way its figures improve (or override
+    :meth:`lower_better` when they differ).
     """
 
     label: str
     model_id: str
     loader: LazyModel
+    lower_is_better: ClassVar[bool] = False
+
+    def lower_better(self, label: str) -> bool:
+        """Whether a lower value of the figure ``label`` is better (an error or a distance)."""
+        return self.lower_is_better
+
+    def utterance_scores(self) -> list[UtteranceScore]:
+        """Every figure of every utterance scored since the last ``clear``."""
+        raise NotImplementedError
 
     @property
     def num_scored(self) -> int:
@@ -244,11 +300,12 @@ class UtteranceScores(ModelMetric):
     and report their mean under ``label``.
 
     Subclasses set ``label``, ``model_id`` and ``loader`` and append to ``ids`` and ``scores``;
-    ``score_kind`` (e.g. ``"cosine"``) is shown by :meth:`write_stats`. A score may be a dict of named
-    values when the subclass also overrides ``summarize`` and ``write_stats`` (DNSMOS does).
+    ``score_kind`` (e.g. ``"cosine"``) is shown by :meth:`write_stats`. With ``fields`` (e.g. DNSMOS's
+    ``("OVRL", "SIG", "BAK")``) each score is a dict of those values, reported as ``<label>-<field>``.
     """
 
     score_kind = ""
+    fields: ClassVar[tuple[str, ...]] = ()
 
     def clear(self) -> None:
         """Forget all scores."""
@@ -260,19 +317,68 @@ class UtteranceScores(ModelMetric):
         """The number of utterances scored since the last ``clear``."""
         return len(self.scores)
 
+    def _columns(self) -> dict[str, list[float]]:
+        """Figure label -> the utterances' values, in order."""
+        if not self.fields:
+            return {self.label: list(self.scores)}
+        return {f"{self.label}-{name}": [score[name] for score in self.scores] for name in self.fields}
+
     def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{label: mean score}`` (NaN before any ``append``); ``field`` (the label or "average") gives the
+        """``{label: mean score}`` (or ``{"<label>-<field>": mean}`` for each of ``fields``; NaN before any
+        ``append``); ``field`` (a label, one of ``fields`` or, for a single figure, "average") gives the
         number alone."""
-        mean = mean_or_nan(self.scores)
+        stats = {label: mean_or_nan(values) for label, values in self._columns().items()}
         if field is None:
-            return {self.label: mean}
-        if field in (self.label, "average"):
-            return mean
-        raise KeyError(field)
+            return stats
+        if field == "average" and not self.fields:
+            field = self.label
+        return stats[field if field in stats else f"{self.label}-{field}"]
+
+    def utterance_scores(self) -> list[UtteranceScore]:
+        """One :class:`UtteranceScore` per utterance and figure."""
+        return [
+            UtteranceScore(utt_id, label, float(value))
+            for label, values in self._columns().items()
+            for utt_id, value in zip(self.ids, values, strict=True)
+        ]
 
     def write_stats(self, filestream) -> None:
-        """The mean, then per-utterance scores, one ``id score`` line each."""
+        """The mean, then per-utterance scores, one ``id score`` (or ``id FIELD=value ...``) line each."""
         kind = f", {self.score_kind}" if self.score_kind else ""
-        filestream.write(f"{self.label} ({self.model_id}{kind}): {self.summarize(self.label):.4f}\n")
+        if self.fields:
+            summary = ", ".join(f"{key} {value:.4f}" for key, value in self.summarize().items())
+        else:
+            summary = f"{self.summarize(self.label):.4f}"
+        filestream.write(f"{self.label} ({self.model_id}{kind}): {summary}\n")
         for utt_id, score in zip(self.ids, self.scores, strict=True):
-            filestream.write(f"{utt_id} {score:.4f}\n")
+            if self.fields:
+                score = " ".join(f"{name}={score[name]:.4f}" for name in self.fields)
+            else:
+                score = f"{score:.4f}"
+            filestream.write(f"{utt_id} {score}\n")
+
+
+class PairScores(UtteranceScores):
+    """Base of the reference-based signal metrics (PESQ, STOI, spectral distances, F0): one score per
+    utterance from the output and its reference, computed by a package rather than a learned model.
+
+    Both are cut to their shared true length (``lens``; the evaluation has already fitted the output to
+    the input's length) and resampled to 16 kHz; no time alignment is attempted, so a delayed output
+    scores as delayed. Subclasses set ``label``, ``model_id`` (the package and its settings) and
+    ``loader``, a :class:`LazyModel` whose model is the scoring function
+    ``score(hyp, ref) -> float`` (or a dict of ``fields``) on 1-D float64 numpy arrays at 16 kHz, and
+    whose loading raises :class:`MetricUnavailableError` when the package is missing.
+    """
+
+    def append(
+        self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor | None = None
+    ) -> None:
+        """Score a batch: ``hyp``/``ref`` (B, N) at ``sample_rate``; ``lens`` (B,) relative or None."""
+        check_pair(hyp, ref)
+        items = prepare_items(
+            torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), self.sample_rate
+        )
+        score = self.loader.get()
+        for hyp_item, ref_item in zip(items[: len(ids)], items[len(ids) :], strict=True):
+            self.scores.append(score(hyp_item.double().cpu().numpy(), ref_item.double().cpu().numpy()))
+        self.ids.extend(ids)

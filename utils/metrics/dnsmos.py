@@ -21,7 +21,6 @@ from utils.metrics.common import (
     LazyModel,
     MetricUnavailableError,
     UtteranceScores,
-    mean_or_nan,
     prepare_items,
 )
 
@@ -63,6 +62,8 @@ class DNSMOS(UtteranceScores):
     ``{"OVRL", "SIG", "BAK"}`` dict.
     """
 
+    fields = tuple(FIELDS)
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -90,18 +91,3 @@ class DNSMOS(UtteranceScores):
             result = model(audio, METRIC_SAMPLE_RATE, self.personalized)
             self.scores.append({name: float(result[key]) for name, key in FIELDS.items()})
         self.ids.extend(ids)
-
-    def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{"<label>-OVRL": mean, "<label>-SIG": mean, "<label>-BAK": mean}`` (NaN before any append);
-        ``field`` ("OVRL", "<label>-OVRL", ...) gives one number."""
-        stats = {f"{self.label}-{name}": mean_or_nan(s[name] for s in self.scores) for name in FIELDS}
-        if field is None:
-            return stats
-        return stats[field if field in stats else f"{self.label}-{field}"]
-
-    def write_stats(self, filestream) -> None:
-        """Per-utterance OVRL/SIG/BAK."""
-        summary = ", ".join(f"{key} {value:.4f}" for key, value in self.summarize().items())
-        filestream.write(f"{self.label} ({self.model_id}): {summary}\n")
-        for utt_id, score in zip(self.ids, self.scores, strict=True):
-            filestream.write(f"{utt_id} " + " ".join(f"{k}={v:.4f}" for k, v in score.items()) + "\n")

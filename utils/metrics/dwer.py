@@ -12,6 +12,13 @@ transcript serves as ground truth. As in the original recipe:
 * Whisper's feature extractor pads or trims every clip to 30 s, so **audio beyond 30 s is not
   transcribed** (the same for hypothesis and reference, so both lose the same tail).
 
+Other languages (``language``, a Whisper language code): transcription is forced in that language and the
+transcripts are normalised by Whisper's basic normaliser (lower case, brackets and punctuation removed, no
+spelling table). In languages written without spaces between words (Chinese, Japanese, Thai, Lao,
+Burmese, Khmer, Tibetan, Cantonese: :data:`CHARACTER_LANGUAGES`) words are not defined, so by default only
+**dCER** is reported, over the characters with whitespace removed (``character_level`` overrides the
+default either way).
+
 Text is split on whitespace, so an empty transcript has zero words (a non-empty hypothesis against it
 counts only insertions); characters are those of the words joined by single spaces (the space counts).
 Items are cut to their true lengths before transcription (docs/deviations.md #16).
@@ -28,16 +35,19 @@ from utils.metrics.common import (
     METRIC_SAMPLE_RATE,
     LazyModel,
     ModelMetric,
+    UtteranceScore,
     check_pair,
     load_hf_pretrained,
     prepare_items,
 )
 
-__all__ = ["DWER", "WHISPER_SOURCE", "ErrorCounts", "error_counts"]
+__all__ = ["CHARACTER_LANGUAGES", "DWER", "WHISPER_SOURCE", "ErrorCounts", "error_counts"]
 
 logger = logging.getLogger(__name__)
 
 WHISPER_SOURCE = "openai/whisper-small"
+# Whisper language codes of scripts written without spaces between words: scored by characters only
+CHARACTER_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "km", "bo", "yue"})
 
 
 @dataclass
@@ -103,12 +113,17 @@ class DWER(ModelMetric):
     sample_rate : sampling rate of the signals passed to ``append`` (resampled to 16 kHz).
     source : Whisper hub id or local ``save_pretrained`` folder (model and processor files).
     cache_dir : Hugging Face cache folder (default: the usual HF cache).
-    language : the forced transcription language (the original forces English).
+    language : the forced transcription language, a Whisper code (the original forces English ``"en"``,
+        whose transcripts get Whisper's English normaliser; other languages get its basic normaliser).
+    character_level : score characters only, without whitespace (only dCER is reported); default: for the
+        languages written without spaces (:data:`CHARACTER_LANGUAGES`).
     model, processor : an already-built Whisper model and processor (skip loading).
 
-    ``summarize()`` gives ``{"dWER": %, "dCER": %}``; per-utterance transcripts and error counts are kept
-    in ``self.utterances`` and written by ``write_stats``.
+    ``summarize()`` gives ``{"dWER": %, "dCER": %}`` (``{"dCER": %}`` at character level); per-utterance
+    transcripts and error counts are kept in ``self.utterances`` and written by ``write_stats``.
     """
+
+    lower_is_better = True
 
     def __init__(
         self,
@@ -116,12 +131,14 @@ class DWER(ModelMetric):
         source: str = WHISPER_SOURCE,
         cache_dir: str | None = None,
         language: str = "en",
+        character_level: bool | None = None,
         model=None,
         processor=None,
     ) -> None:
         self.sample_rate = sample_rate
         self.name = self.label = "dWER"
         self.language = language
+        self.character_level = language in CHARACTER_LANGUAGES if character_level is None else character_level
         ready = (processor, model) if model is not None and processor is not None else None
         self.loader = LazyModel(lambda: _load_whisper(self.name, source, cache_dir), source, ready)
         self.model_id = source
@@ -146,9 +163,12 @@ class DWER(ModelMetric):
         return processor, model
 
     def normalizer(self, processor):
-        """Whisper's English text normaliser with the tokenizer's spelling table."""
-        from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+        """Whisper's English text normaliser with the tokenizer's spelling table (other languages: Whisper's
+        basic normaliser)."""
+        from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
+        if self._normalizer is None and self.language != "en":
+            self._normalizer = BasicTextNormalizer()
         if self._normalizer is None:
             spelling = getattr(processor.tokenizer, "english_spelling_normalizer", None)
             if spelling is None:
@@ -198,11 +218,16 @@ class DWER(ModelMetric):
         self.add_normalized(ids, [normalize(t) for t in hyp_texts], [normalize(t) for t in ref_texts])
 
     def add_normalized(self, ids: list[str], hyp_texts: list[str], ref_texts: list[str]) -> None:
-        """Score already-normalised transcripts (whitespace-separated words)."""
+        """Score already-normalised transcripts (whitespace-separated words; the characters other than
+        whitespace at character level)."""
         for utt_id, hyp_text, ref_text in zip(ids, hyp_texts, ref_texts, strict=True):
             hyp_words, ref_words = hyp_text.split(), ref_text.split()
-            words = error_counts(hyp_words, ref_words)
-            chars = error_counts(hyp_words, ref_words, chars=True)
+            if self.character_level:  # the characters are the tokens: one count serves both
+                hyp_words, ref_words = list("".join(hyp_words)), list("".join(ref_words))
+                words = chars = error_counts(hyp_words, ref_words)
+            else:
+                words = error_counts(hyp_words, ref_words)
+                chars = error_counts(hyp_words, ref_words, chars=True)
             self.words += words
             self.chars += chars
             self.utterances.append(
@@ -216,11 +241,27 @@ class DWER(ModelMetric):
             )
 
     def summarize(self, field: str | None = None) -> dict[str, float] | float:
-        """``{"dWER": %, "dCER": %}`` (corpus level); ``field`` picks one ("error_rate" = dWER)."""
-        stats = {"dWER": self.words.rate(), "dCER": self.chars.rate()}
+        """``{"dWER": %, "dCER": %}`` (corpus level; ``{"dCER": %}`` at character level); ``field`` picks one
+        ("error_rate" = dWER, or dCER at character level)."""
+        stats = {"dCER": self.chars.rate()} if self.character_level else {"dWER": self.words.rate()}
+        stats.setdefault("dCER", self.chars.rate())
         if field is None:
             return stats
-        return stats[{"error_rate": "dWER", "WER": "dWER", "CER": "dCER"}.get(field, field)]
+        aliases = {"error_rate": "dCER" if self.character_level else "dWER", "WER": "dWER", "CER": "dCER"}
+        return stats[aliases.get(field, field)]
+
+    def utterance_scores(self) -> list[UtteranceScore]:
+        """Each utterance's rates (%), weighted by its reference length (words, characters), so that the
+        weighted mean is the corpus-level rate; NaN (left out) for an empty reference transcript."""
+        rows = []
+        for label, counts in (("dWER", "words"), ("dCER", "chars")):
+            if label not in self.summarize():
+                continue
+            for utt in self.utterances:
+                length = utt[counts].reference_length
+                rate = utt[counts].rate() if length else float("nan")
+                rows.append(UtteranceScore(utt["id"], label, rate, float(length)))
+        return rows
 
     def write_stats(self, file) -> None:
         """Write the summary and every utterance's transcripts and error counts.
@@ -231,15 +272,19 @@ class DWER(ModelMetric):
             with open(file, "w", encoding="utf-8") as stream:
                 self.write_stats(stream)
             return
+        normaliser = "English" if self.language == "en" else "basic"
+        words = "characters only, no whitespace" if self.character_level else "words and characters"
         file.write(
-            f"dWER {self.words}\ndCER {self.chars}\n"
+            ("" if self.character_level else f"dWER {self.words}\n") + f"dCER {self.chars}\n"
             f"ASR: {self.model_id} (greedy, forced '{self.language}' transcription, no timestamps, Whisper "
-            f"English normaliser; audio beyond 30 s is not transcribed)\n"
+            f"{normaliser} normaliser, {words}; audio beyond 30 s is not transcribed)\n"
             f"reference = ASR transcript of the reference audio; {len(self.utterances)} utterances\n"
         )
         file.write("=" * 80 + "\n")
         for utt in self.utterances:
-            file.write(
-                f"{utt['id']}: dWER {utt['words']}, dCER {utt['chars']}\n"
-                f"  hyp: {utt['hyp']}\n  ref: {utt['ref']}\n"
+            rates = (
+                f"dCER {utt['chars']}"
+                if self.character_level
+                else f"dWER {utt['words']}, dCER {utt['chars']}"
             )
+            file.write(f"{utt['id']}: {rates}\n  hyp: {utt['hyp']}\n  ref: {utt['ref']}\n")

@@ -29,8 +29,13 @@ import torch
 from utils.metrics.common import ModelMetric
 from utils.metrics.dnsmos import DNSMOS
 from utils.metrics.dwer import DWER, WHISPER_SOURCE
+from utils.metrics.pesq_score import PESQ
+from utils.metrics.pitch import PitchMetrics
+from utils.metrics.plcmos import PLCMOS
 from utils.metrics.resemblyzer_similarity import ResemblyzerSimilarity
 from utils.metrics.speaker_similarity import SV_SOURCE, SpeakerSimilarity
+from utils.metrics.spectral_distance import SpectralDistance
+from utils.metrics.stoi_score import STOI
 from utils.metrics.utmos import UTMOS, UTMOS_SOURCE, RefUTMOS
 
 __all__ = [
@@ -62,6 +67,7 @@ class MetricSettings:
     whisper_source: str = WHISPER_SOURCE
     sv_source: str = SV_SOURCE
     cache_dir: str | None = None
+    whisper_language: str = "en"
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ SPECS = (
     MetricSpec(
         key="dwer",
         name="dWER/dCER",
-        build=lambda s, _: DWER(s.sample_rate, s.whisper_source, cache_dir=s.cache_dir),
+        build=lambda s, _: DWER(s.sample_rate, s.whisper_source, s.cache_dir, s.whisper_language),
         signals="pair",
         offline_hint="pass whisper_source=<local folder saved with save_pretrained> to use Whisper offline",
         default=True,
@@ -199,6 +205,22 @@ SPECS = (
         build=lambda s, _: ResemblyzerSimilarity(s.sample_rate),
         signals="pair",
     ),
+    # Signal metrics: packages, no model weights (docs/evaluation.md has their definitions)
+    MetricSpec(key="pesq_wb", name="PESQ-WB", build=lambda s, _: PESQ(s.sample_rate, "wb"), signals="pair"),
+    MetricSpec(key="pesq_nb", name="PESQ-NB", build=lambda s, _: PESQ(s.sample_rate, "nb"), signals="pair"),
+    MetricSpec(key="stoi", name="STOI", build=lambda s, _: STOI(s.sample_rate), signals="pair"),
+    MetricSpec(key="estoi", name="eSTOI", build=lambda s, _: STOI(s.sample_rate, True), signals="pair"),
+    MetricSpec(
+        key="mel_distance", name="MelDist", build=lambda s, _: SpectralDistance(s.sample_rate), signals="pair"
+    ),
+    MetricSpec(
+        key="stft_distance",
+        name="STFTDist",
+        build=lambda s, _: SpectralDistance(s.sample_rate, mel=False),
+        signals="pair",
+    ),
+    MetricSpec(key="f0", name="F0", build=lambda s, _: PitchMetrics(s.sample_rate), signals="pair"),
+    MetricSpec(key="plcmos", name="PLCMOS", build=lambda s, _: PLCMOS(s.sample_rate), signals="hyp"),
 )
 
 REGISTRY: dict[str, MetricSpec] = {}

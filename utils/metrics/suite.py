@@ -25,7 +25,7 @@ import os
 
 import torch
 
-from utils.metrics.common import MetricUnavailableError, ModelMetric
+from utils.metrics.common import MetricUnavailableError, ModelMetric, UtteranceScore
 from utils.metrics.dwer import WHISPER_SOURCE
 from utils.metrics.registry import (
     DEFAULT_METRICS,
@@ -49,14 +49,18 @@ class QualityMetrics:
     ---------
     sample_rate : sampling rate of the signals given to ``append``.
     metrics : which metrics, a list or a comma/space separated string of registry keys: ``utmos``,
-        ``ref_utmos``, ``dwer`` (dWER and dCER), ``sim`` (the default four) and ``dnsmos``,
-        ``ref_dnsmos``, ``sim_resemblyzer`` (the offline models, also usable on their own).
+        ``ref_utmos``, ``dwer`` (dWER and dCER), ``sim`` (the default four), ``dnsmos``,
+        ``ref_dnsmos``, ``sim_resemblyzer`` (the offline models, also usable on their own) and the signal
+        metrics ``pesq_wb``, ``pesq_nb``, ``stoi``, ``estoi``, ``mel_distance``, ``stft_distance``,
+        ``f0`` and ``plcmos`` (docs/evaluation.md).
     fallback : replace an unavailable metric by its registered offline fallback (UTMOS/RefUTMOS by
         DNSMOS/RefDNSMOS, Sim by Sim-Resemblyzer; dWER has none).
     utmos_source : torch hub repo or local SpeechMOS clone; ``utmos_checkpoint``: optional local weights.
     whisper_source : Whisper hub id or local ``save_pretrained`` folder.
     sv_source : x-vector model hub id or local ``save_pretrained`` folder.
     cache_dir : Hugging Face cache folder for Whisper and the SV model (default: the usual HF cache).
+    whisper_language : the language Whisper transcribes for dWER/dCER (a Whisper code; languages written
+        without spaces get dCER only, utils/metrics/dwer.py).
 
     The arguments other than ``metrics`` and ``fallback`` are kept in ``settings`` (and readable as
     attributes, e.g. ``sample_rate``).
@@ -72,9 +76,16 @@ class QualityMetrics:
         whisper_source: str = WHISPER_SOURCE,
         sv_source: str = SV_SOURCE,
         cache_dir: str | None = None,
+        whisper_language: str = "en",
     ) -> None:
         self.settings = MetricSettings(
-            sample_rate, utmos_source, utmos_checkpoint, whisper_source, sv_source, cache_dir
+            sample_rate,
+            utmos_source,
+            utmos_checkpoint,
+            whisper_source,
+            sv_source,
+            cache_dir,
+            whisper_language,
         )
         self.fallback = fallback
         self.requested = resolve_metrics(metrics)
@@ -168,6 +179,16 @@ class QualityMetrics:
         for metric in self._reporting():
             sources.update(dict.fromkeys(metric.summarize(), metric.model_id))
         return sources
+
+    def utterance_scores(self) -> list[UtteranceScore]:
+        """Every figure of every utterance, from every metric that produced numbers."""
+        return [row for metric in self._reporting() for row in metric.utterance_scores()]
+
+    def lower_better(self) -> dict[str, bool]:
+        """``{figure label: whether lower is better}`` for every figure ``summarize`` reports."""
+        return {
+            label: metric.lower_better(label) for metric in self._reporting() for label in metric.summarize()
+        }
 
     def report(self) -> str:
         """Human-readable summary: each figure with its model, then the unavailable metrics and why."""

@@ -13,9 +13,11 @@ from speechbrain.utils.distributed import if_main_process
 from torch.nn.utils.spectral_norm import SpectralNorm
 
 from focalcodec.audio import absolute_lengths, as_written, fit_length, write_wav
+from utils.evaluation import ModelScores, write_outputs
 from utils.metrics import QualityMetrics
 from utils.training.data import TrainItems
 from utils.training.shards import ShardLoader, ShardStream
+from utils.training.train_logger import plot_training_curves
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
 
@@ -233,6 +235,7 @@ class CodecBrain(sb.Brain):
         if stage != sb.Stage.TRAIN:
             self.step = 0
         self.saved_audios = 0
+        self.saved_files: dict[str, dict[str, Path]] = {}  # id -> signal name -> WAV (the report's audio)
         self.sb_stage = stage  # SpeechBrain's TRAIN/VALID/TEST (``stage`` is the run-folder stage's name)
         self._sums: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
@@ -272,7 +275,9 @@ class CodecBrain(sb.Brain):
 
     def quality_stats(self, stage: sb.Stage) -> dict[str, float]:
         """This stage's quality figures (labelled by the model that made them); at test also written with
-        the per-utterance details (transcripts, scores) to ``metrics_file``. Warns when audio was clipped."""
+        the per-utterance details (transcripts, scores) to ``metrics_file``, and beside it the table with
+        intervals, ``scores.csv`` and ``report.html`` (:meth:`write_test_report`; without metrics, the
+        report of the saved audio alone). Warns when audio was clipped."""
         clipped = {name: count for name, count in self._clipped.items() if count}
         if clipped:
             counts = ", ".join(f"{count} of {name}" for name, count in clipped.items())
@@ -280,11 +285,30 @@ class CodecBrain(sb.Brain):
                 f"{stage.name.lower()}: audio samples outside [-1, 1] were clipped ({counts}); the written "
                 "files and the scores hold the same clipped samples"
             )
-        if self.quality is None:
-            return {}
         if stage == sb.Stage.TEST and if_main_process():
-            self.quality.write_stats(self.hparams.metrics_file)
-        return self.quality.summarize()
+            if self.quality is not None:
+                self.quality.write_stats(self.hparams.metrics_file)
+            if self.quality is not None or self.saved_files:
+                self.write_test_report()
+        return {} if self.quality is None else self.quality.summarize()
+
+    def write_test_report(self) -> Path:
+        """Beside ``metrics_file``: the test figures with their intervals (``results.md``/``.csv``), every
+        utterance's scores (``scores.csv``) and ``report.html`` with the saved test audio (ref first) and
+        the training curves so far (utils/evaluation/); returns the report's path."""
+        folder = Path(self.hparams.metrics_file).parent
+        name = type(self).stage
+        audios = {
+            utt: dict(sorted(files.items(), key=lambda f: f[0] != "ref"))
+            for utt, files in self.saved_files.items()
+        }
+        train_log = Path(getattr(self.hparams, "train_log", folder / "train_log.txt"))
+        curves = folder / "report_files" / "training_curves.png"
+        curves.parent.mkdir(parents=True, exist_ok=True)
+        curves = plot_training_curves(train_log, curves) if train_log.is_file() else None
+        title = f"{name} stage, test set: {folder}"
+        row = ModelScores(name) if self.quality is None else ModelScores.from_metrics(name, self.quality)
+        return write_outputs([row], folder, audios, title, images={"Training curves": curves}).report
 
     def track(self, **values: torch.Tensor | float) -> None:
         """Add one value per name to this stage's running means (e.g. loss terms)."""
@@ -318,6 +342,7 @@ class CodecBrain(sb.Brain):
                 audios[name] = sig[index, :length].detach().float().cpu()
                 path = folder / f"{utt_id}_{name}.wav"  # ids of folder corpora hold "/": subfolders
                 write_wav(path, audios[name], self.hparams.sample_rate)
+                self.saved_files.setdefault(utt_id, {})[name] = path
             if "hyp" in audios:
                 tag = f"{self.sb_stage.name.lower()}/{utt_id}"
                 self.hparams.train_logger.log_audio_pair(tag, audios["ref"], audios["hyp"], epoch)
