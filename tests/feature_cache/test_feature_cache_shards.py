@@ -39,6 +39,7 @@ def test_feature_shards_hold_the_caches_features(small_shards, tmp_path):
         assert feats.dtype == torch.float16 and torch.equal(feats.float(), cache[uttid])
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_resumes_at_the_missing_shards(small_shards, tmp_path):
     index, _ = small_shards
     shards, encoder = resolve_shards(index), tiny_encoder()

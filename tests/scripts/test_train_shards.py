@@ -15,6 +15,7 @@ from helpers.http_server import libritts_archives, serve
 from helpers.recipe_runner import (
     QUANTIZER_ARGS,
     ROOT,
+    RUN_ARGS,
     free_port,
     kill_nodes_mid_epoch,
     node_commands,
@@ -25,6 +26,8 @@ from helpers.recipe_runner import (
     run_nodes,
     run_recipe,
 )
+
+from utils.corpus.samples import make_folder_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +65,18 @@ def shard_index(small_corpus, tmp_path_factory):
     """The small corpus (LibriTTS layout) sharded as documented: its 6 training utterances in shards of 4
     and 2, valid and test in one shard each."""
     out = tmp_path_factory.mktemp("shards")
-    command = [sys.executable, "-m", "utils.corpus.shards", str(out), "--data_folder", str(small_corpus)]
-    command += ["--train_split", "[train-clean-100]", "--max_count", "4"]
-    result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    index = json.loads((out / "index.json").read_text())
+    options = ["--data_folder", str(small_corpus), "--train_split", "[train-clean-100]", "--max_count", "4"]
+    index = write_shards(out, *options)
     assert [index["shards"][name]["count"] for name in index["sets"]["train"]["shards"]] == [4, 2]
     return out / "index.json"
+
+
+def write_shards(output, *options: str) -> dict:
+    """``python -m utils.corpus.shards output *options`` (docs/training.md, "Shards"); its index."""
+    command = [sys.executable, "-m", "utils.corpus.shards", str(output), *options]
+    result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((output / "index.json").read_text())
 
 
 def training_ids(output_folder) -> set[str]:
@@ -97,6 +105,35 @@ def test_every_stage_trains_from_shards(stage, shard_index, small_corpus, tmp_pa
     assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
     if options:  # the training features came from feature shards, one per shard
         assert len(list((out / "feature_cache").glob("train_shards-*/train-*.tar"))) == 2
+
+
+def test_a_corpus_in_another_layout_trains_from_its_shards(tmp_path):
+    """A folder corpus (mixed formats, rates and channels) sharded and trained from with the documented
+    commands: the run prepares the same split as the sharding did, and its epoch is what the shards it is
+    given hold (the first of two, by a brace pattern), each utterance once."""
+    make_folder_corpus(tmp_path / "corpus", splits={"train": (2, 2), "valid": (1, 1), "test": (1, 1)})
+    data = ["--corpus_format", "folder", "--train_folder", "train", "--valid_folder", "valid"]
+    data += ["--test_folder", "test"]
+    corpus = ["--data_folder", str(tmp_path / "corpus"), "--valid_size", "2"]
+    index = write_shards(tmp_path / "shards", *corpus, *data, "--max_count", "3")
+    assert [index["shards"][name]["count"] for name in index["sets"]["train"]["shards"]] == [3, 1]
+    shards, out = str(tmp_path / "shards" / "train-{000000..000000}.tar"), tmp_path / "out"
+    run_recipe(
+        "train_quantizer.py",
+        "bsq.yaml",
+        tmp_path / "corpus",
+        out,
+        *RUN_ARGS,
+        *data,
+        "--train_shards",
+        shards,
+        probe=True,
+    )
+    ids = json.loads((out / "probe-0.json").read_text())["ids"]
+    sharded = json.loads((tmp_path / "shards" / "manifests" / "train.json").read_text())
+    assert training_ids(out) == set(sharded) and len(sharded) == 4  # the same split
+    assert len(ids) == len(set(ids)) == 3 and set(ids) < training_ids(out)  # the first shard's utterances
+    assert "test loss" in parse_train_log(out / "train_log.txt")[-1]
 
 
 def test_two_processes_share_an_epoch_of_unequal_shards(shard_index, small_corpus, tmp_path):
