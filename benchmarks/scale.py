@@ -95,7 +95,7 @@ def _processes(processes: int, argv: list[str], args, work: Path) -> dict:
 def scale_section(args, work: Path) -> dict:
     """Loader utterances/s from shards against the manifest, and training utterances/s with 1 against 2
     processes (see the module docstring)."""
-    files = 64 if args.quick else 800
+    files = 32 if args.quick else 800
     splits = {"train": (8, files // 8), "valid": (1, 1), "test": (1, 1)}
     corpus = work / "corpus"
     make_folder_corpus(corpus, splits, ("wav",), (24000,), stereo_every=0, min_seconds=1.0, max_seconds=1.0)
