@@ -28,6 +28,9 @@ Measured in one run, each section in a fresh process (its own peak memory, no al
   per chunk (p50 / p95 / max) and real-time factor, PyTorch eager vs TorchScript vs ONNX Runtime in float32
   and int8, the int8 model's quality cost, ONNX Runtime session options, and the streams served at once in
   real time (see benchmarks/streaming.py, benchmarks/streaming_sessions.py).
+* ``scale``: the train loader reading WebDataset shards against the manifest of many small files
+  (utterances/s), and quantizer training from shards with 1 against 2 processes (DDP on the CPU; see
+  benchmarks/scale.py).
 
 Uncached and cached steps are interleaved (one of each, repeatedly) so that drifting machine load hits both
 alike; the figure is the median after warm-up steps. The encoder's share is the median time spent in its
@@ -49,12 +52,13 @@ from pathlib import Path
 from benchmarks.codec_speed import codec_section
 from benchmarks.loading import loading_section
 from benchmarks.report import markdown
+from benchmarks.scale import scale_section
 from benchmarks.streaming import streaming_section
 from benchmarks.tokenization import tokenization_section
 from benchmarks.training import compile_section, train_section
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization", "streaming")
+SECTIONS = ("quantizer", "decoder", "codec", "loading", "compile", "tokenization", "streaming", "scale")
 # Options a section's process receives from the parent
 FORWARDED = (
     "device",
@@ -112,6 +116,8 @@ def _section(name: str, args: argparse.Namespace, work: Path) -> dict:
         return loading_section(args, work)
     if name == "streaming":
         return streaming_section(args, work)
+    if name == "scale":
+        return scale_section(args, work)
     if name == "tokenization":
         return tokenization_section(args, work)
     if name == "compile":

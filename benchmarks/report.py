@@ -168,6 +168,26 @@ def sessions_table(figures: dict) -> list[str]:
     return [*lines, "", f"Largest number of sessions (of 1, 8, 32) in real time: {best}.", ""]
 
 
+def scale_table(report: dict) -> list[str]:
+    if "scale" not in report:
+        return []
+    figures = report["scale"]
+    one, two = figures["processes"]["1"], figures["processes"]["2"]
+    manifest, shards = figures["manifest"], figures["shards"]
+    return [
+        f"| training at scale ({figures['files']} files of {figures['file_seconds']:g} s, batch "
+        f"{figures['batch_size']}) | baseline | scaled | ratio |",
+        "|---|---|---|---|",
+        f"| train loader, utterances/s: manifest → shards | {manifest['utterances_per_second']:.1f} "
+        f"| {shards['utterances_per_second']:.1f} | **{figures['loading_speedup']:.2f}×** |",
+        "| quantizer training from shards, utterances/s: 1 → 2 processes "
+        f"({figures['threads_per_process']} thread(s) each) "
+        f"| {one['utterances_per_second']:.2f} | {two['utterances_per_second']:.2f} "
+        f"| **{figures['processes_speedup']:.2f}×** |",
+        "",
+    ]
+
+
 def markdown(report: dict) -> str:
     """Every section's table, under a line naming the device."""
     env = report["environment"]
@@ -176,7 +196,10 @@ def markdown(report: dict) -> str:
         + (" — QUICK (tiny models, not representative)" if env["quick"] else ""),
         "",
     ]
-    tables = (training_table, codec_table, loading_table, compile_table, tokenization_table, streaming_table)
+    tables = (
+        training_table, codec_table, loading_table, compile_table, tokenization_table, streaming_table,
+        scale_table,
+    )  # fmt: skip
     for table in tables:
         lines += table(report)
     return "\n".join(lines)

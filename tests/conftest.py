@@ -8,7 +8,10 @@ import pytest
 import torch
 from helpers.recipe_runner import QUANTIZER_ARGS, RUN_ARGS, SMALL_SPLITS, run_recipe
 
+from utils.corpus import SPLITS, prepare_data
+from utils.corpus.manifest import read_manifest
 from utils.corpus.samples import make_sample_corpus
+from utils.corpus.shards import ShardOptions, write_shards
 
 
 def probed_run(script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str) -> None:
@@ -30,6 +33,21 @@ def _deterministic_threads():
 def small_corpus(tmp_path_factory) -> Path:
     """A generated LibriTTS-layout corpus: 6 training, 2 validation, 2 test utterances (synthetic voice)."""
     return make_sample_corpus(tmp_path_factory.mktemp("libritts"), splits=SMALL_SPLITS, engine="synthetic")
+
+
+@pytest.fixture(scope="session")
+def small_shards(small_corpus, tmp_path_factory) -> tuple[Path, dict]:
+    """The small corpus's 6 training utterances in WebDataset shards of 4 and 2 (deliberately unequal):
+    the shard index and the training manifest's entries by id."""
+    folder = tmp_path_factory.mktemp("small_shards")
+    hparams = {f"{stage}_json": str(folder / f"{stage}.json") for stage in SPLITS}
+    hparams.update({f"{stage}_split": [name] for stage, name in zip(SPLITS, SMALL_SPLITS, strict=True)})
+    hparams.update(data_folder=str(small_corpus), sample_rate=16000, prepare_seed=0, valid_size=2)
+    prepare_data({**hparams, "min_duration": 1.0})
+    entries = read_manifest(folder / "train.json")
+    index = write_shards({"train": entries}, folder / "shards", ShardOptions(max_count=4))
+    assert [info["count"] for info in index["shards"].values()] == [4, 2]
+    return folder / "shards" / "index.json", {entry.uttid: entry for entry in entries}
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,9 @@ Other corpus formats (``--layout``; synthetic voice only):
   sample rates (16, 22.05, 24, 44.1 kHz) and channel counts (every third file stereo), for
   ``--corpus_format folder``;
 * ``list``: the same audio under ``OUT_DIR/audio/`` and ``OUT_DIR/files.csv`` listing it
-  (``path,duration,speaker,split``), for ``--corpus_format list``.
+  (``path,duration,speaker,split``), for ``--corpus_format list``;
+* ``librilight``: ``OUT_DIR/small/<speaker>/<book>/<name>.flac`` (30 s files of voiced stretches and
+  pauses) with their voice-activity ``.json``, for ``--corpus_format librilight``.
 
 The corpora are made by :mod:`utils.corpus.samples`, in the voices of :mod:`utils.corpus.voice`.
 
@@ -41,6 +43,7 @@ from utils.corpus.samples import (
     DEFAULT_SPLITS,
     FOLDER_SPLITS,
     make_folder_corpus,
+    make_librilight_corpus,
     make_list_corpus,
     make_sample_corpus,
 )
@@ -52,6 +55,9 @@ __all__ = ["main"]
 def _write_layout(layout: str, args) -> str:
     """Write the corpus of ``--layout``; return the options to train on it."""
     out = Path(args.out_dir).resolve()
+    if layout == "librilight":
+        make_librilight_corpus(out, seed=args.seed)
+        return f'--corpus_format librilight --data_folder {out} --train_split "[small]"'
     if layout == "folder":
         make_folder_corpus(out, seed=args.seed, bad=args.bad)
         sets = " ".join(f"--{s}_folder {s}" for s in FOLDER_SPLITS)
@@ -73,9 +79,10 @@ def main(argv=None) -> None:
     parser.add_argument("--long-seconds", type=float, default=12.0, help="length of the bad 'toolong' file")
     parser.add_argument(
         "--layout",
-        choices=("libritts", "folder", "list"),
+        choices=("libritts", "folder", "list", "librilight"),
         default="libritts",
-        help="libritts (default), folder (mixed formats, rates and channels) or list (folder + files.csv)",
+        help="libritts (default), folder (mixed formats, rates and channels), list (folder + files.csv) or "
+        "librilight (long files with voice-activity JSON)",
     )
     args = parser.parse_args(argv)
     if args.layout != "libritts":

@@ -109,7 +109,9 @@ def test_dispatch_libritts_folder_list(tmp_path):
 
 
 def test_dispatch_errors_and_skip_prep(tmp_path):
-    with pytest.raises(ValueError, match="corpus_format must be one of libritts, folder, list, not 'tsv'"):
+    with pytest.raises(
+        ValueError, match="corpus_format must be one of libritts, folder, list, librilight, not 'tsv'"
+    ):
         prepare_data(_hparams(tmp_path, tmp_path / "out", corpus_format="tsv"))
     prepare_data(_hparams(tmp_path / "nowhere", tmp_path / "out", skip_prep=True, download=True))
     assert not (tmp_path / "out").exists() and not (tmp_path / "nowhere").exists()

@@ -121,11 +121,9 @@ def two_ranks(corpus, root, monkeypatch, rank1_waits_for_rank0: bool = False) ->
     ``rank1_waits_for_rank0``, rank 1 encodes only once rank 0 waits for the other shards."""
     monkeypatch.setattr(build_module, "POLL_SECONDS", 0.01)
     rank1 = {}
-    monkeypatch.setattr(
-        build_module, "_rank_and_world_size", lambda: (rank1.get(threading.get_ident(), 0), 2)
-    )
+    monkeypatch.setattr(build_module, "rank_and_world_size", lambda: (rank1.get(threading.get_ident(), 0), 2))
     rank0_waits, rank0_failed = threading.Event(), threading.Event()
-    wait_until = build_module._wait_until
+    wait_until = build_module.wait_until
 
     def waiting(ready, what):
         rank0_waits.set()
@@ -133,7 +131,7 @@ def two_ranks(corpus, root, monkeypatch, rank1_waits_for_rank0: bool = False) ->
         if rank0_failed.is_set():
             raise RuntimeError("rank 0 failed")
 
-    monkeypatch.setattr(build_module, "_wait_until", waiting)
+    monkeypatch.setattr(build_module, "wait_until", waiting)
     encoders = [tiny_encoder(), tiny_encoder()]
     before = (lambda: rank0_waits.wait(timeout=30)) if rank1_waits_for_rank0 else None
     counters = [CallCounter(encoders[0]), CallCounter(encoders[1], before=before)]

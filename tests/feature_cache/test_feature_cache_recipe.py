@@ -149,7 +149,7 @@ def test_cached_datasets_serve_feats_and_skip_unneeded_audio(corpus, tmp_path, m
     item = dataset(audio=True)[0]
     assert set(item) == {"id", "sig", "feats"}
     assert torch.equal(item["feats"], cache[item["id"]])
-    monkeypatch.setattr(utils.training.data, "load_audio", lambda *args: pytest.fail("audio read"))
+    monkeypatch.setattr(utils.training.data, "load_utterance", lambda *args: pytest.fail("audio read"))
     item = dataset(audio=False)[0]
     assert set(item) == {"id", "feats"}
     assert torch.equal(item["feats"], cache[item["id"]])

@@ -44,6 +44,11 @@ def load(path: str) -> torch.Tensor:
     return load_audio(path, 16000)
 
 
+def load_entry(entry) -> torch.Tensor:
+    """(N,) waveform of a cache entry's file at 16 kHz (the cache's ``load``)."""
+    return load(entry.wav)
+
+
 def write_corpus(folder: Path) -> dict[str, dict]:
     """A manifest of 24 kHz wavs (resampled on load, as LibriTTS) in ``folder/wavs``, one per
     :data:`DURATIONS`: ``{"utt<i>": {"wav": path, "duration": seconds}}``."""
@@ -64,7 +69,7 @@ def build(encoder, data, folder, dtype="float32", config=None, **kwargs) -> Feat
         encoder,
         manifest_entries(data),
         folder,
-        load,
+        load_entry,
         config=config if config is not None else TINY_ENCODER,
         sample_rate=16000,
         dtype=dtype,

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,8 +27,11 @@ __all__ = [
     "build_brain",
     "fit_brain",
     "fixed_batch_steps",
+    "free_port",
     "kill_mid_epoch",
+    "kill_nodes_mid_epoch",
     "load_hparams",
+    "node_commands",
     "padded_batch",
     "parse_train_log",
     "recipe_brain",
@@ -35,6 +39,7 @@ __all__ = [
     "recipe_env",
     "resume_after_kill",
     "run_ddp_probe",
+    "run_nodes",
     "run_recipe",
     "run_torchrun",
     "signal_dataset",
@@ -157,18 +162,31 @@ def kill_mid_epoch(command: list[str], output_folder: Path, timeout: float = 600
     """Start a recipe command and ``kill -9`` it (with every process it started: torchrun's workers too)
     inside an epoch that follows a finished one (as soon as an intra-epoch checkpoint of it exists: run it
     with a small ``--ckpt_interval_steps``). Fails if the run ends before."""
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT)
+    kill_nodes_mid_epoch([command], output_folder, timeout)
+
+
+def kill_nodes_mid_epoch(commands: list[list[str]], output_folder: Path, timeout: float = 600) -> None:
+    """:func:`kill_mid_epoch` of several commands started together (the nodes of one run): all of them,
+    with their process trees, are killed at that moment."""
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in commands]
+        processes = [
+            subprocess.Popen(command, cwd=ROOT, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT)
+            for command, log in zip(commands, logs, strict=True)
+        ]
         deadline = time.time() + timeout
-        while time.time() < deadline and process.poll() is None:
+        while time.time() < deadline and all(process.poll() is None for process in processes):
             if _mid_epoch_after_an_epoch_end(output_folder):
                 break
             time.sleep(0.05)
-        if process.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"the run finished before it could be killed:\n{log.read()[-5000:]}")
-        kill_tree(process.pid)
-        process.wait()
+        ended = [process.poll() is not None for process in processes]
+        for process in processes:
+            kill_tree(process.pid)
+            process.wait()
+        if any(ended):
+            logs[ended.index(True)].seek(0)
+            output = logs[ended.index(True)].read()[-5000:]
+            raise AssertionError(f"the run finished before it could be killed:\n{output}")
 
 
 def resume_after_kill(
@@ -200,14 +218,15 @@ def assert_test_loss_is_batch_mean(output_folder: Path) -> None:
 
 
 def run_ddp_probe(
-    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int
+    script: str, hparams: str, data_folder: Path, output_folder: Path, *extra: str, port: int, timeout=900
 ) -> list[dict]:
     """Run a stage as two gloo processes with the probe of tests/helpers/ddp_probe.py and check what every
     multi-process run must show: both processes trained on different utterances, hold the same weights
-    after a step and left the frozen encoder as it was; the test stage ran. Returns both probes."""
+    after a step and left the frozen encoder as it was; the test stage ran. Returns both probes. A run
+    still going after ``timeout`` seconds (a hang) fails (:func:`run_torchrun`)."""
     command = recipe_command(str(DDP_PROBE), hparams, data_folder, output_folder, *extra)
     env = {**recipe_env(), "PROBE_SCRIPT": Path(script).stem}
-    result = run_torchrun(command, port=port, env=env)
+    result = run_torchrun(command, port=port, env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-5000:]
     assert "test loss" in parse_train_log(output_folder / "train_log.txt")[-1]
     probes = [json.loads((output_folder / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
@@ -260,6 +279,53 @@ def run_torchrun(
         stdout, stderr = process.communicate()
         raise AssertionError(f"hung: killed after {timeout} s\n{stdout[-2000:]}\n{stderr[-4000:]}") from None
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_commands(command: list[str], port: int, nodes: int = 2) -> list[list[str]]:
+    """A ``recipe_command`` as ``nodes`` torchrun "nodes" of one process each on this host, meeting at a
+    c10d rendezvous on 127.0.0.1:``port`` (the multi-node commands of docs/training.md), gloo backend."""
+    torchrun = str(Path(command[0]).parent / "torchrun")
+    rendezvous = ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "test"]
+    script = [*command[1:], "--distributed_backend=gloo"]
+    nodes_options = [
+        [f"--nnodes={nodes}", f"--node_rank={rank}", "--nproc_per_node=1"] for rank in range(nodes)
+    ]
+    return [[torchrun, *options, *rendezvous, *script] for options in nodes_options]
+
+
+def run_nodes(commands: list[list[str]], timeout: float = 900) -> list[subprocess.CompletedProcess]:
+    """Run the commands of :func:`node_commands` together to their end; still going after ``timeout``
+    seconds (a hang), all are killed with their processes and the test fails showing their output."""
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in commands]
+        processes = [
+            subprocess.Popen(command, cwd=ROOT, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT)
+            for command, log in zip(commands, logs, strict=True)
+        ]
+        deadline, hung = time.time() + timeout, False
+        for process in processes:
+            try:
+                process.wait(timeout=max(1.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                hung = True
+        outputs = []
+        for process, log in zip(processes, logs, strict=True):
+            kill_tree(process.pid)
+            process.wait()
+            log.seek(0)
+            outputs.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
+    if hung:
+        raise AssertionError(
+            f"hung: killed after {timeout} s\n" + "\n".join(o.stdout[-3000:] for o in outputs)
+        )
+    return outputs
 
 
 def load_hparams(hparams: str, overrides: dict) -> dict:

@@ -125,6 +125,8 @@ def check_command(tokens: list[str]) -> list[str]:
     program, args = tokens[0], tokens[1:]
     if program in UNCHECKED:
         return []
+    if program == "srun":  # SLURM's launcher (docs/training.md's batch script): check what it starts
+        return check_command(args)
     if program == "torchrun":
         torchrun, args = get_args_parser().parse_known_args(args)
         return check_command(["python", torchrun.training_script, *torchrun.training_script_args, *args])
@@ -176,6 +178,10 @@ def test_misspelt_options_are_caught():
     assert check_command(["python", "export_codec.py", "--quantiser", "x"])
     assert check_command(["python", "-m", "focalcodec.cli", "encode", "x", "--batchsize", "8"])
     assert check_command(["torchrun", "--nproc_per_node=2", "train_decoder.py", "hparams/vocos.yml"])
+    assert check_command(
+        ["srun", "torchrun", "--nnodes=2", "train_decoder.py", "hparams/vocos.yaml", "--shards", "x"]
+    )
+    assert check_command(["python", "-m", "utils.corpus.shards", "out", "--datafolder", "x"])
     assert check_command(["bash", "quickstart.sh", "streaming"])
 
 

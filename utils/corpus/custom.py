@@ -10,6 +10,7 @@ when given, else every file not in a given set): ``valid_proportion`` and ``test
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -79,12 +80,18 @@ def candidate(
 
 
 def build_with_pool(
-    plan: Plan, report: PrepareReport, fixed: dict[str, SetSource], pool: SetSource, draw: DrawOptions
+    plan: Plan,
+    report: PrepareReport,
+    fixed: dict[str, SetSource],
+    pool: SetSource,
+    draw: DrawOptions,
+    expand: Callable | None = None,
 ) -> dict[str, dict]:
     """:func:`build_sets` with the sets missing from ``fixed`` drawn from ``pool`` (which is the train set
-    itself when nothing is missing)."""
+    itself when nothing is missing); ``expand`` is :func:`build_sets`'s (files -> utterances)."""
     shares = draw.shares(set(fixed))
     options = {"durations": (float(draw.min_duration), draw.max_duration), "valid_size": draw.valid_size}
+    options["expand"] = expand
     options["seed"] = draw.seed
     options["hint"] = (
         f"Utterances shorter than min_duration ({draw.min_duration:g} s) are left out: lower --min_duration "

@@ -7,6 +7,10 @@ A manifest is SpeechBrain JSON, ``{uttid: entry}``, with one entry per utterance
      "spk_id": "84" ("" when unknown), "label": "normalized text" ("" when none),
      "segment": true ("train" in the manifest's file name)}
 
+An utterance cut from a longer file (Libri-Light, :mod:`utils.corpus.librilight`) also has
+``"segments": [[start, stop], ...]``, the sample ranges of ``wav`` (at the file's own rate) it is made of,
+joined in order (:func:`utils.corpus.audio.load_utterance`); its ``duration`` is theirs.
+
 String values have ``{``/``}`` doubled, because SpeechBrain's ``DynamicItemDataset.from_json`` formats them
 with ``{data_root}``: a path containing braces then loads unchanged.
 
@@ -30,6 +34,7 @@ __all__ = [
     "forget_options",
     "is_prepared",
     "manifest_json",
+    "read_manifest",
     "sb_escape",
     "write_outputs",
 ]
@@ -51,6 +56,7 @@ class ManifestEntry:
     channels: int
     spk_id: str = ""
     label: str = ""
+    segments: list[list[int]] | None = None  # sample ranges of ``wav`` (a cut utterance), None: the file
 
 
 def sb_escape(text: str) -> str:
@@ -65,9 +71,34 @@ def manifest_json(entries: list[ManifestEntry], json_file: str) -> dict:
     manifest = {}
     for entry in entries:
         fields = asdict(entry)
+        if entry.segments is None:  # a whole file: the entry has no such key
+            del fields["segments"]
         escaped = {key: sb_escape(fields[key]) for key in ("uttid", "wav", "spk_id", "label")}
         manifest[entry.uttid] = {**fields, **escaped, "segment": segment}
     return manifest
+
+
+def read_manifest(path: str | os.PathLike) -> list[ManifestEntry]:
+    """The entries of a manifest written by :func:`manifest_json` (braces unescaped), in file order."""
+    with open(path, encoding="utf-8") as stream:
+        data = json.load(stream)
+
+    def text(value) -> str:
+        return str(value).replace("{{", "{").replace("}}", "}")
+
+    return [
+        ManifestEntry(
+            text(uttid),
+            text(entry["wav"]),
+            float(entry["duration"]),
+            int(entry["sample_rate"]),
+            int(entry["channels"]),
+            text(entry.get("spk_id", "")),
+            text(entry.get("label", "")),
+            entry.get("segments"),
+        )
+        for uttid, entry in data.items()
+    ]
 
 
 def _read_json(path: str):

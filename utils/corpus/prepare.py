@@ -253,12 +253,15 @@ def build_sets(
     drawn to ``valid_size``), the others drawn from ``pool`` by ``split_pool``.
 
     ``options``: ``durations`` ``(min, max)``, ``valid_size``, ``seed``, ``read_label`` (LibriTTS), ``hint``
-    (appended to the error of an empty set) and ``pool_hint`` (the same, for a set drawn from the pool).
+    (appended to the error of an empty set), ``pool_hint`` (the same, for a set drawn from the pool) and
+    ``expand`` (``(stage, file entries) -> utterance entries``, applied to each set's files before the valid
+    draw: Libri-Light's cut into pieces).
     """
     durations, read_label = options["durations"], options.get("read_label")
+    expand = options.get("expand") or (lambda stage, entries: entries)
     outputs = {}
     for stage in (stage for stage in SPLITS if stage in fixed):
-        entries = scan(fixed[stage], stage, durations, report, read_label)
+        entries = expand(stage, scan(fixed[stage], stage, durations, report, read_label))
         note = ""
         if stage == "valid":
             entries, report.sets[stage].not_drawn, note = draw_valid(
@@ -270,6 +273,7 @@ def build_sets(
         parts, note = split_pool(entries)
         hint = " ".join(filter(None, (options.get("pool_hint"), options.get("hint"))))
         for stage, part in parts.items():
+            part = expand(stage, part)
             report.sets[stage] = SetReport(pool.subsets, len(part), len(part))
             outputs[stage] = _finish(stage, part, report, plan, note, hint)
     return {stage: outputs[stage] for stage in SPLITS if stage in outputs}

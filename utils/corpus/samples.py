@@ -8,7 +8,9 @@ voices of :mod:`utils.corpus.voice`:
 * :func:`make_folder_corpus`: ``<root>/<split>/<speaker>/<speaker>_<utt>.<ext>`` in mixed formats (wav,
   flac, ogg; mp3 on request), sample rates (16, 22.05, 24, 44.1 kHz) and channel counts (every third file
   stereo), with optional broken files (``FOLDER_BAD_FILES``);
-* :func:`make_list_corpus`: the same audio under ``<root>/audio/`` and a CSV/TSV/JSON list of it.
+* :func:`make_list_corpus`: the same audio under ``<root>/audio/`` and a CSV/TSV/JSON list of it;
+* :func:`make_librilight_corpus`: the Libri-Light layout, ``<root>/<subset>/<speaker>/<book>/<name>.flac``
+  (long files of voiced stretches and pauses) with the ``.json`` of their voice activity beside each.
 """
 
 import json
@@ -30,6 +32,7 @@ __all__ = [
     "FOLDER_SPLITS",
     "make_bad_files",
     "make_folder_corpus",
+    "make_librilight_corpus",
     "make_list_corpus",
     "make_sample_corpus",
 ]
@@ -194,6 +197,63 @@ def make_list_corpus(root, list_name: str = "files.csv", absolute: bool = False,
         text = "\n".join(lines) + "\n"
     list_path.write_text(text, encoding="utf-8")
     return list_path
+
+
+def _voice_activity(rng: np.random.Generator, seconds: float, voiced: tuple[float, float], long: float):
+    """``[[onset, offset], ...]`` (seconds, 10 ms steps) of voiced stretches drawn in ``voiced`` with pauses
+    of 0.3-1.5 s between them, within ``seconds``; the first stretch lasts ``long`` seconds when given."""
+    segments, time = [], round(float(rng.uniform(0.2, 1.0)), 2)
+    while True:
+        length = long if long and not segments else float(rng.uniform(*voiced))
+        end = round(time + length, 2)
+        if end > seconds - 0.2:
+            return segments
+        segments.append([time, end])
+        time = round(end + float(rng.uniform(0.3, 1.5)), 2)
+
+
+def make_librilight_corpus(
+    root,
+    subset: str = "small",
+    speakers: int = 3,
+    files_per_speaker: int = 2,
+    file_seconds: float = 30.0,
+    voiced_seconds: tuple[float, float] = (1.0, 6.0),
+    long_seconds: float = 0.0,
+    sample_rate: int = 16000,
+    seed: int = 0,
+) -> list[Path]:
+    """Write a small Libri-Light-layout corpus and return its audio files.
+
+    Files are ``<root>/<subset>/<speaker>/book<b>/chapter<f>_book<b>.flac`` (speakers ``100``, ``101``, ...,
+    one book each) of ``file_seconds``: voiced stretches (lengths drawn in ``voiced_seconds``) separated by
+    pauses of a faint noise floor, the first stretch of the first file ``long_seconds`` long when given (to
+    exercise the split of a segment longer than the cut). Beside each, ``chapter<f>_book<b>.json`` as
+    Libri-Light's: ``{"speaker", "book_meta": {"id", "title"}, "snr", "voice_activity": [[onset, offset],
+    ...]}`` (seconds), the stretches exactly. Everything follows from ``seed``.
+    """
+    files = []
+    for s in range(speakers):
+        speaker = str(100 + s)
+        voice, book = speaker_voice(seed, speaker), f"book{s + 1}"
+        for f in range(files_per_speaker):
+            rng = seeded_rng(seed, "librilight", speaker, f)
+            long = long_seconds if (s, f) == (0, 0) else 0.0
+            segments = _voice_activity(rng, file_seconds, voiced_seconds, long)
+            audio = 0.001 * rng.standard_normal(round(file_seconds * sample_rate))
+            for onset, offset in segments:
+                start, stop = int(onset * sample_rate), int(offset * sample_rate)
+                audio[start:stop] = synthesize(stop - start, sample_rate, voice, rng)
+            path = Path(root) / subset / speaker / book / f"chapter{f + 1:02d}_{book}.flac"
+            _write_audio(path, audio, sample_rate)
+            meta = {
+                "speaker": speaker,
+                "book_meta": {"id": str(s + 1), "title": f"Book {s + 1}"},
+                "snr": 20.0,
+            }
+            path.with_suffix(".json").write_text(json.dumps({**meta, "voice_activity": segments}, indent=1))
+            files.append(path)
+    return files
 
 
 # ----------------------------------------------------------------------------------------------------

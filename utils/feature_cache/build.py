@@ -35,7 +35,16 @@ from utils.feature_cache.layout import (
 from utils.feature_cache.reader import FeatureCache
 from utils.runs import encoder_fingerprint
 
-__all__ = ["DEFAULT_SHARD_BYTES", "BuildPlan", "build_feature_cache", "plan_build"]
+__all__ = [
+    "DEFAULT_SHARD_BYTES",
+    "BuildPlan",
+    "build_feature_cache",
+    "claim_folder",
+    "encode_function",
+    "plan_build",
+    "rank_and_world_size",
+    "wait_until",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +148,7 @@ def _output_dim(encoder: torch.nn.Module) -> int:
         return encoder(torch.zeros(1, 16000, device=device))[0].shape[-1]
 
 
-def _claim_folder(folder: Path, key: str, meta: Mapping[str, Any], write_meta: bool) -> None:
+def claim_folder(folder: Path, key: str, meta: Mapping[str, Any], write_meta: bool) -> None:
     """Create the cache folder; write ``meta.json`` (rank 0) or check that an existing one is ``key``'s."""
     folder.mkdir(parents=True, exist_ok=True)
     meta_file = folder / META_FILE
@@ -198,7 +207,7 @@ def _write_shard(
     plan: BuildPlan,
     shard: int,
     encode: Callable[[torch.Tensor], torch.Tensor],
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     progress: Any,
 ) -> dict[str, Any]:
     """Encode every utterance of shard ``shard`` into its data file, then write its marker.
@@ -212,7 +221,7 @@ def _write_shard(
     def write(path: Path) -> None:
         rows = 0
         with open(path, "wb") as stream:
-            for entry, sig in zip(entries, _prefetch(entries, lambda e: load(e.wav)), strict=True):
+            for entry, sig in zip(entries, _prefetch(entries, load), strict=True):
                 feats = encode(sig)
                 if feats.ndim != 2 or feats.shape[1] != plan.dim:
                     raise FeatureCacheError(
@@ -232,7 +241,7 @@ def _write_shard(
     return info
 
 
-def _encode_function(
+def encode_function(
     encoder: torch.nn.Module, device: str | torch.device
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """(N,) waveform -> (T, D) float32 CPU features of the utterance encoded alone, on ``device``."""
@@ -249,21 +258,21 @@ def _build_shards(
     plan: BuildPlan,
     shards: Sequence[int],
     encoder: torch.nn.Module,
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     device: str | torch.device,
     progress: bool,
 ) -> None:
     """Build the given shards of the plan, one after the other, with one progress bar."""
     from tqdm import tqdm
 
-    encode = _encode_function(encoder, device)
+    encode = encode_function(encoder, device)
     total = sum(len(plan.shards[shard]) for shard in shards)
     with tqdm(total=total, unit="utt", desc=f"feature cache {plan.name}", disable=not progress) as bar:
         for shard in shards:
             _write_shard(plan, shard, encode, load, bar)
 
 
-def _wait_until(ready: Callable[[], Any], what: str) -> None:
+def wait_until(ready: Callable[[], Any], what: str) -> None:
     """Poll ``ready()`` until it is truthy (no collective call, so no timeout); log now and then."""
     start = last_log = time.monotonic()
     while not ready():
@@ -281,7 +290,7 @@ def _write_index(plan: BuildPlan, key: str, wait: bool) -> None:
     entries: dict[str, list[int]] = {}
     for shard in range(len(plan.shards)):
         if wait:
-            _wait_until(
+            wait_until(
                 functools.partial(plan.completed, shard), f"shard {shard} of the feature cache '{plan.name}'"
             )
         info = plan.completed(shard)
@@ -302,10 +311,10 @@ def _complete(plan: BuildPlan, key: str, rank: int, world_size: int) -> None:
     if rank == 0:
         _write_index(plan, key, wait=world_size > 1)
     else:
-        _wait_until((plan.folder / INDEX_FILE).exists, f"the index of the feature cache '{plan.name}'")
+        wait_until((plan.folder / INDEX_FILE).exists, f"the index of the feature cache '{plan.name}'")
 
 
-def _rank_and_world_size() -> tuple[int, int]:
+def rank_and_world_size() -> tuple[int, int]:
     """This process's rank and the number of processes (0 and 1 without DDP)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -321,7 +330,7 @@ def build_feature_cache(
     encoder: torch.nn.Module,
     entries: Sequence[ManifestEntry],
     folder: str | os.PathLike,
-    load: Callable[[str], torch.Tensor],
+    load: Callable[[ManifestEntry], torch.Tensor],
     *,
     config: Mapping[str, Any],
     sample_rate: int,
@@ -344,7 +353,8 @@ def build_feature_cache(
     encoder : the frozen encoder, weights loaded; ``encoder(sig (1, N))[0]`` gives (1, T, D) features.
     entries : the utterances (see :func:`~utils.feature_cache.key.manifest_entries`).
     folder : the root folder of caches (``feature_cache_folder``); this one is ``<folder>/<name>-<key[:16]>``.
-    load : ``wav path -> (N,) float32 waveform at sample_rate`` (e.g. ``focalcodec.audio.load_audio``).
+    load : an entry -> its (N,) float32 waveform at sample_rate (e.g. ``focalcodec.audio.load_audio`` of
+        its ``wav``; ``utils.corpus.audio.load_utterance`` of a cut utterance).
     config : the encoder's constructor config (:func:`~utils.feature_cache.key.encoder_config`), in the key.
     sample_rate : the rate ``load`` returns, in the key.
     dtype : ``float16`` or ``float32`` storage.
@@ -365,8 +375,8 @@ def build_feature_cache(
         logger.info(f"Feature cache '{name}': using {target} ({len(entries)} utterances)")
         return FeatureCache(target, key)
 
-    rank, world_size = _rank_and_world_size()
-    _claim_folder(target, key, meta, write_meta=rank == 0)
+    rank, world_size = rank_and_world_size()
+    claim_folder(target, key, meta, write_meta=rank == 0)
     plan = plan_build(encoder, entries, target, name, dtype, sample_rate, shard_bytes)
     if rank == 0:
         _check_disk_space(plan, sum(entry.duration for entry in entries))

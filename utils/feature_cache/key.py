@@ -28,6 +28,8 @@ class ManifestEntry:
     wav : path of the audio file.
     duration : seconds, as in the manifest (the frame estimates use it).
     size, mtime_ns : the file's size in bytes and modification time (any rewrite changes the key).
+    segments : the sample ranges of ``wav`` an utterance cut from a longer file is made of (Libri-Light),
+        ``None`` for a whole file.
     """
 
     uttid: str
@@ -35,16 +37,19 @@ class ManifestEntry:
     duration: float
     size: int
     mtime_ns: int
+    segments: tuple[tuple[int, int], ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The entry as hashed into the key: ``{"id", "wav", "duration", "size", "mtime_ns"}``."""
-        return {
+        """The entry as hashed into the key: ``{"id", "wav", "duration", "size", "mtime_ns"}`` and, for a
+        cut utterance only (whole files keep the keys they had), ``"segments"``."""
+        fields = {
             "id": self.uttid,
             "wav": self.wav,
             "duration": self.duration,
             "size": self.size,
             "mtime_ns": self.mtime_ns,
         }
+        return fields if self.segments is None else {**fields, "segments": [list(s) for s in self.segments]}
 
 
 def manifest_entries(
@@ -54,16 +59,17 @@ def manifest_entries(
 
     Arguments
     ---------
-    data : ``{uttid: {"wav": path, "duration": seconds, ...}}``, e.g. a DynamicItemDataset's ``data``.
+    data : ``{uttid: {"wav": path, "duration": seconds, ...}}`` (and ``"segments"`` for a cut utterance),
+        e.g. a DynamicItemDataset's ``data``.
     ids : the utterances to keep (e.g. the dataset's ``data_ids`` after filtering); all by default.
     """
     entries = []
     for uttid in sorted(data if ids is None else ids):
-        wav = str(data[uttid]["wav"])
+        wav, segments = str(data[uttid]["wav"]), data[uttid].get("segments")
         stat = os.stat(wav)
-        entries.append(
-            ManifestEntry(uttid, wav, float(data[uttid]["duration"]), stat.st_size, stat.st_mtime_ns)
-        )
+        cut = None if segments is None else tuple((int(start), int(stop)) for start, stop in segments)
+        duration = float(data[uttid]["duration"])
+        entries.append(ManifestEntry(uttid, wav, duration, stat.st_size, stat.st_mtime_ns, cut))
     return entries
 
 

@@ -1,21 +1,23 @@
 """The feature cache in the training recipe: the YAML options (``feature_cache*``), their checks, and the
 caches of the stages built (or reused) before training."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
 
 import torch
 
-from focalcodec.audio import load_audio
 from utils.corpus import as_prepared
+from utils.corpus.audio import load_utterance
+from utils.corpus.shards import Shard, decode_audio
 from utils.feature_cache.build import DEFAULT_SHARD_BYTES, build_feature_cache
 from utils.feature_cache.key import encoder_config, manifest_entries
 from utils.feature_cache.layout import DEFAULT_DTYPE, DTYPES
 from utils.feature_cache.reader import FeatureCache
+from utils.feature_cache.shards import build_feature_shards
 from utils.runs import encoder_fingerprint
 
-__all__ = ["check_feature_cache_options", "prepare_feature_caches", "shard_bytes"]
+__all__ = ["check_feature_cache_options", "prepare_feature_caches", "prepare_feature_shards", "shard_bytes"]
 
 # Defaults of the options a YAML may leave out
 DEFAULT_STAGES = ("train",)
@@ -64,6 +66,33 @@ def shard_bytes(hparams: Mapping[str, Any]) -> int:
     return max(1, round(hparams.get("feature_cache_shard_mb", DEFAULT_SHARD_MB) * MB))
 
 
+def _cached_module(hparams: Mapping[str, Any]) -> tuple[torch.nn.Module, dict[str, Any], bool]:
+    """The module cached (``frozen_features`` or ``encoder``), its config as keyed, and ``pcm16_audio``."""
+    config = encoder_config(hparams)
+    pcm16 = hparams.get("pcm16_audio", False)
+    if pcm16:  # the encoder reads other samples: another key (float audio keeps the keys it had)
+        config["pcm16_audio"] = True
+    return hparams.get("frozen_features") or hparams["encoder"], config, pcm16
+
+
+def prepare_feature_shards(hparams: Mapping[str, Any], shards: Sequence[Shard], device) -> list[str]:
+    """Build (or reuse) the feature shards of the training shards (:mod:`utils.feature_cache.shards`), the
+    audio read from them as training reads it at the cached module's rate; call on every process. Returns
+    the paths of the feature shards, in the order of ``shards``."""
+    check_feature_cache_options(hparams)
+    encoder, config, pcm16 = _cached_module(hparams)
+    return build_feature_shards(
+        encoder,
+        shards,
+        hparams["feature_cache_folder"],
+        lambda sample: as_prepared(decode_audio(sample, encoder.sample_rate), pcm16),
+        config=config,
+        sample_rate=encoder.sample_rate,
+        dtype=hparams.get("feature_cache_dtype", DEFAULT_DTYPE),
+        device=device,
+    )
+
+
 def prepare_feature_caches(
     hparams: Mapping[str, Any], datasets: Mapping[str, Any], device: str | torch.device
 ) -> dict[str, FeatureCache]:
@@ -84,13 +113,9 @@ def prepare_feature_caches(
     stage -> the opened cache of that stage.
     """
     check_feature_cache_options(hparams)
-    encoder = hparams.get("frozen_features") or hparams["encoder"]
+    encoder, config, pcm16 = _cached_module(hparams)
     sample_rate = encoder.sample_rate
     digest = encoder_fingerprint(encoder)
-    config = encoder_config(hparams)
-    pcm16 = hparams.get("pcm16_audio", False)
-    if pcm16:  # the encoder reads other samples: another key (float audio keeps the keys it had)
-        config["pcm16_audio"] = True
     caches = {}
     for stage in hparams.get("feature_cache_stages", DEFAULT_STAGES):
         dataset = datasets[stage]
@@ -98,7 +123,7 @@ def prepare_feature_caches(
             encoder,
             manifest_entries(dataset.data, dataset.data_ids),
             hparams["feature_cache_folder"],
-            lambda path: as_prepared(load_audio(path, sample_rate), pcm16),
+            lambda entry: as_prepared(load_utterance(entry.wav, sample_rate, entry.segments), pcm16),
             config=config,
             sample_rate=sample_rate,
             dtype=hparams.get("feature_cache_dtype", DEFAULT_DTYPE),

@@ -20,6 +20,7 @@ from utils.metrics import QualityMetrics
 from utils.training.data import TrainItems
 from utils.training.ema import WeightAverage, ema_name
 from utils.training.resume import ResumePoint, ResumingLoader
+from utils.training.shards import ShardLoader, ShardStream
 from utils.training.train_logger import plot_training_curves
 
 __all__ = ["CodecBrain", "Features", "compile_module"]
@@ -111,9 +112,17 @@ class CodecBrain(sb.Brain):
             self.resume_point.cut_train_log(0)
 
     def make_dataloader(self, dataset, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-", **kwargs):
-        """SpeechBrain's loader; the training one restores a pending intra-epoch resume point when it starts
-        iterating (:class:`~utils.training.resume.ResumingLoader`)."""
-        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
+        """SpeechBrain's loader, or for a training set of shards (``train_shards``) a
+        :class:`~utils.training.shards.ShardLoader`, which SpeechBrain then tells each epoch (as its own
+        samplers) and checkpoints inside an epoch. The training one restores a pending intra-epoch resume
+        point when it starts iterating (:class:`~utils.training.resume.ResumingLoader`)."""
+        if isinstance(dataset, ShardStream):
+            loader = ShardLoader(dataset, **kwargs)
+            if self.checkpointer is not None and ckpt_prefix is not None:
+                self.checkpointer.add_recoverable(ckpt_prefix + stage.name, loader)
+            self.train_sampler = loader  # _fit_train calls its set_epoch
+        else:
+            loader = super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
         return ResumingLoader(loader, self.resume_point) if stage == sb.Stage.TRAIN else loader
 
     def _add_weight_averages(self) -> None:

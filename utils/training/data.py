@@ -2,30 +2,41 @@
 
 Audio is read with soundfile, downmixed to mono and resampled on load, so the corpus itself is never
 modified. With ``pcm16_audio`` (the original mode) it is then rounded to 16 bit in memory, as a 16-bit WAV
-holds it (docs/deviations.md #1).
+holds it (docs/deviations.md #1). An utterance cut from a longer file (Libri-Light) is read by offset. With
+``train_shards`` the training set is read from WebDataset shards instead (:mod:`utils.training.shards`),
+its items the same; valid and test stay on their manifests.
 """
 
 import hashlib
+import io
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-from focalcodec.audio import load_audio, load_audio_segment
+from focalcodec.audio import load_audio_segment
 from utils.corpus import SPLITS, as_prepared
+from utils.corpus.audio import load_utterance
+from utils.corpus.shards import decode_audio, resolve_shards, sample_meta
+from utils.feature_cache import FEATURES_KEY
+from utils.training.shards import ShardStream
 
 __all__ = [
     "ItemSeeds",
     "TrainItems",
     "add_cached_crops",
     "add_cached_features",
+    "add_shard_features",
     "dataio_prepare",
     "loader_kwargs",
+    "shard_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,9 +78,10 @@ class ItemSeeds:
 
 
 def _random_segment(
-    sig: torch.Tensor, segment_size: int, pad: bool, generator: torch.Generator
+    sig: torch.Tensor, segment_size: int, pad: bool, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """An optional random waveform crop of ``segment_size`` samples (zero-padded when shorter and ``pad``)."""
+    """An optional random waveform crop of ``segment_size`` samples (zero-padded when shorter and ``pad``),
+    drawn from ``generator`` (an item's, :class:`ItemSeeds`; shards: the loader process's)."""
     delta = segment_size - len(sig)
     if delta > 0 and pad:
         return torch.nn.functional.pad(sig, (0, delta))
@@ -85,19 +97,19 @@ def _audio_pipeline(
     segment_pad: bool = False,
     pcm16: bool = False,
     seeds: ItemSeeds | None = None,
-) -> Callable[[str, str], torch.Tensor]:
+    cut: bool = False,
+) -> Callable[..., torch.Tensor]:
     """A dynamic item ``id, wav -> sig`` (rounded to 16 bit with ``pcm16``, see :func:`as_prepared`), cut to a
-    random ``segment_size`` crop drawn from ``seeds`` if given."""
+    random ``segment_size`` crop drawn from ``seeds`` if given; with ``cut``, ``id, wav, segments -> sig``
+    (utterances cut from longer files, read by offset)."""
 
-    @takes("id", "wav")
-    @provides("sig")
-    def pipeline(uttid: str, wav: str) -> torch.Tensor:
-        sig = as_prepared(load_audio(wav, sample_rate), pcm16)
+    def read(uttid: str, wav: str, segments=None) -> torch.Tensor:
+        sig = as_prepared(load_utterance(wav, sample_rate, segments), pcm16)
         if segment_size is not None:
             sig = _random_segment(sig, segment_size, segment_pad, seeds.generator(uttid))
         return sig
 
-    return pipeline
+    return provides("sig")(takes("id", "wav", "segments")(read) if cut else takes("id", "wav")(read))
 
 
 def _filter(
@@ -170,11 +182,91 @@ def dataio_prepare(
                 hparams.get("segment_pad", False),
                 hparams.get("pcm16_audio", False),
                 seeds,
+                cut=any("segments" in entry for entry in dataset.data.values()),
             )
         )
         dataset.set_output_keys(["id", "sig"])
         datasets[stage] = dataset
+    if hparams.get("train_shards"):
+        datasets["train"] = shard_dataset(hparams, train_min_duration)
     return datasets
+
+
+def _shard_item(sample: dict, sample_rate: int, pcm16: bool, segment: tuple[int | None, bool]) -> dict:
+    """A shard's raw sample as the manifest pipeline's item, ``{"id", "sig"}`` (:func:`dataio_prepare`)."""
+    sig = as_prepared(decode_audio(sample, sample_rate), pcm16)
+    if segment[0] is not None:
+        sig = _random_segment(sig, *segment)
+    return {"id": sample_meta(sample)["id"], "sig": sig}
+
+
+def _shard_item_with_features(
+    sample: dict, sample_rate: int, pcm16: bool, audio: bool, crop: tuple[int, int] | None
+) -> dict:
+    """A raw sample with its cached features as the feature cache's items (:func:`add_cached_features`,
+    :func:`add_cached_crops`): ``{"id", "feats"}`` (+ ``"sig"`` with ``audio``), or a random crop of
+    ``crop = (frames, hop_length)``, ``{"id", "crop_feats", "crop_sig"}``, drawn as there."""
+    feats = torch.from_numpy(np.load(io.BytesIO(sample[FEATURES_KEY])).astype(np.float32))
+    item = {"id": sample_meta(sample)["id"]}
+    if crop is not None:
+        frames, hop = crop
+        start = int(torch.randint(feats.shape[0] - frames + 1, ()))
+        sig = as_prepared(decode_audio(sample, sample_rate), pcm16)
+        return {
+            **item,
+            "crop_feats": feats[start : start + frames],
+            "crop_sig": sig[start * hop : (start + frames) * hop],
+        }
+    if audio:
+        item["sig"] = as_prepared(decode_audio(sample, sample_rate), pcm16)
+    return {**item, "feats": feats}
+
+
+def add_shard_features(stream: ShardStream, urls: list[str], hparams: dict, train: TrainItems) -> None:
+    """Serve a training set of shards with the feature shards ``urls`` beside them (the feature cache in
+    shard form, :mod:`utils.feature_cache.shards`): the stage's cached items (``train``: with audio or not,
+    crops read alone), as :func:`add_cached_features` and :func:`add_cached_crops` serve a cached manifest."""
+    make_item = partial(
+        _shard_item_with_features,
+        sample_rate=hparams["sample_rate"],
+        pcm16=hparams.get("pcm16_audio", False),
+        audio=train.audio,
+        crop=train.crop(hparams),
+    )
+    stream.add_features(urls, make_item)
+
+
+def shard_dataset(hparams: dict, min_duration: float = 0.0) -> ShardStream:
+    """The training set read from the shards of ``train_shards`` (an ``index.json`` or a brace pattern), the
+    items those of :func:`dataio_prepare`: utterances within ``[min_duration, train_remove_if_longer]``,
+    ``train_batch_size`` per batch, shuffled with a buffer of ``shard_buffer`` utterances, the order of
+    each epoch drawn from ``seed``. ``sorting`` does not apply (the order is random)."""
+    if hparams["dynamic_batching"]:
+        raise ValueError("dynamic_batching is not available with train_shards: use train_batch_size")
+    segment = (hparams.get("segment_size"), hparams.get("segment_pad", False))
+    make_item = partial(
+        _shard_item,
+        sample_rate=hparams["sample_rate"],
+        pcm16=hparams.get("pcm16_audio", False),
+        segment=segment,
+    )
+    durations = (min_duration, hparams["train_remove_if_longer"])
+    stream = ShardStream(
+        resolve_shards(hparams["train_shards"], "train"),
+        make_item,
+        hparams["train_batch_size"],
+        hparams["seed"],
+        hparams.get("shard_buffer", 1000),
+        durations,
+        drop_last=segment[0] is not None and segment[1],
+    )
+    logger.info(f"train: {stream.num_utterances} utterances in {len(stream.shards)} shards")
+    if stream.num_utterances == 0:
+        raise ValueError(
+            f"No training utterance of {hparams['train_shards']} lasts between {min_duration:g} s and "
+            f"{hparams['train_remove_if_longer']:g} s (train_remove_if_longer)"
+        )
+    return stream
 
 
 def add_cached_features(dataset: DynamicItemDataset, cache: Mapping[str, torch.Tensor], audio: bool) -> None:
@@ -224,18 +316,23 @@ def add_cached_crops(
     sample_rate : rate of the audio crop.
     seeds : the generator of each item's draw (:class:`ItemSeeds`).
     pcm16 : round the audio crop to 16 bit (:func:`as_prepared`).
+
+    An utterance cut from a longer file (Libri-Light's ``segments``) is read whole and then cropped.
     """
 
-    @takes("id", "wav")
-    @provides("crop_feats", "crop_sig")
-    def pipeline(uttid: str, wav: str):
+    def crop(uttid: str, wav: str, segments=None):
         start = int(
             torch.randint(cache.num_frames(uttid) - num_frames + 1, (), generator=seeds.generator(uttid))
         )
         yield cache.frames(uttid, start, num_frames)
-        first = start * hop_length
-        yield as_prepared(load_audio_segment(wav, first, first + num_frames * hop_length, sample_rate), pcm16)
+        first, stop = start * hop_length, (start + num_frames) * hop_length
+        if segments:
+            yield as_prepared(load_utterance(wav, sample_rate, segments)[first:stop], pcm16)
+        else:
+            yield as_prepared(load_audio_segment(wav, first, stop, sample_rate), pcm16)
 
+    cut = any("segments" in entry for entry in dataset.data.values())
+    pipeline = provides("crop_feats", "crop_sig")(takes("id", "wav", *(["segments"] if cut else []))(crop))
     dataset.add_dynamic_item(pipeline)
     dataset.set_output_keys(["id", "crop_feats", "crop_sig"])
 
@@ -245,7 +342,10 @@ def loader_kwargs(hparams: dict, stage: str, dataset: DynamicItemDataset, device
 
     Fixed batches (``{stage}_batch_size``; train shuffled when ``sorting: random``) or, with
     ``dynamic_batching``, SpeechBrain's DynamicBatchSampler bounded by ``{stage}_max_batch_length`` seconds.
+    A training set of shards makes its own batches (:class:`~utils.training.shards.ShardLoader`).
     """
+    if isinstance(dataset, ShardStream):
+        return {"num_workers": hparams["dataloader_workers"], "pin_memory": device != "cpu"}
     kwargs = {"num_workers": hparams["dataloader_workers"], "collate_fn": PaddedBatch}
     if hparams["dynamic_batching"]:
         kwargs["batch_sampler"] = DynamicBatchSampler(

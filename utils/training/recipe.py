@@ -17,10 +17,10 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main, run_once_per_node
 
-from utils.corpus import SPLITS, prepare_data
-from utils.feature_cache import check_feature_cache_options, prepare_feature_caches
+from utils.corpus import SPLITS, download_data, prepare_data
+from utils.feature_cache import check_feature_cache_options, prepare_feature_caches, prepare_feature_shards
 from utils.runs import (
     DamagedCheckpointError,
     PretrainedCodec,
@@ -35,6 +35,7 @@ from utils.training.data import (
     TrainItems,
     add_cached_crops,
     add_cached_features,
+    add_shard_features,
     dataio_prepare,
     loader_kwargs,
 )
@@ -42,6 +43,7 @@ from utils.training.ema import ema_name
 from utils.training.options import LAYOUT_HINT, VARIANT_KEY, check_command_line
 from utils.training.resume import make_deterministic
 from utils.training.run_lock import RunLock, RunLockedError
+from utils.training.shards import ShardStream
 from utils.training.train_logger import plot_training_curves
 
 __all__ = [
@@ -173,6 +175,11 @@ def load_hparams(hparams_file: str, overrides: dict) -> dict:
 def _add_feature_caches(hparams: dict, datasets: dict, device: str, train: TrainItems) -> None:
     """Build or open the feature caches (every process: each builds its share of the shards, then all read
     the complete caches) and serve them: training crops read alone, or whole-utterance features."""
+    stages = hparams.get("feature_cache_stages", ["train"])
+    if isinstance(datasets["train"], ShardStream) and "train" in stages:  # the cache in shard form
+        urls = prepare_feature_shards(hparams, datasets["train"].shards, device)
+        add_shard_features(datasets["train"], urls, hparams, train)
+        hparams = {**hparams, "feature_cache_stages": [stage for stage in stages if stage != "train"]}
     crop = train.crop(hparams)
     for stage, cache in prepare_feature_caches(hparams, datasets, device).items():
         if stage == "train" and crop is not None:
@@ -215,7 +222,9 @@ def setup_recipe(argv: list[str], train: TrainItems | None = None) -> Recipe:
     )
     logger.info(f"Command: {' '.join([Path(sys.argv[0]).name, *argv])}")
 
-    # corpus_format libritts (with download), folder or list: see the Data section of the YAML
+    # corpus_format libritts (with download), folder, list or librilight: see the Data section of the YAML
+    if hparams.get("data_per_node", False):  # nodes without a shared file system: each fetches its copy
+        run_once_per_node(download_data, kwargs={"hparams": hparams})
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     hparams["debug"] = run_opts.get("debug", False)
     hparams["item_seeds"] = ItemSeeds(hparams["seed"])  # the training crops' draws (the Brain sets the epoch)
