@@ -120,7 +120,7 @@ def test_paths_and_splits_that_must_exist(corpus, tmp_path):
     yaml = str(HPARAMS / "stream" / "wavlm.yaml")
     problems = check_options(yaml, [Given("data_folder", str(tmp_path / "none"), "--data_folder x")])
     assert problems[0].startswith("--data_folder x: no such file or folder. --data_folder must be")
-    assert problems[1:] == ["--student_encoder_posemb_checkpoint: required (a path)"]
+    assert len(problems) == 1  # the posemb checkpoint is not required: --init_from may give the student
     given = [
         Given("data_folder", str(corpus), "--data_folder"),
         Given("train_split", ["no-such"], "--train_split [no-such]"),

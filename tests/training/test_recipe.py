@@ -130,7 +130,8 @@ def test_setup_recipe_refuses_what_it_cannot_run(small_corpus, tmp_path):
         setup_recipe(argv)
     lock.release()
     with pytest.raises(
-        SystemExit, match="--init_from_encoder teacher: must be one of encoder, student_encoder, or null"
+        SystemExit,
+        match="--init_from_encoder teacher: must be one of encoder, student_encoder, student_posemb",
     ):
         setup_recipe([*argv, "--init_from_encoder", "teacher"])
 

@@ -150,7 +150,7 @@ RULES: dict[str, Rule] = {
     "corpus_format": Rule("str", choices=CORPUS_FORMATS, nullable=True),
     "sorting": Rule("str", choices=("random", "ascending", "descending")),
     "feature_cache_dtype": Rule("str", choices=("float16", "float32")),
-    "init_from_encoder": Rule("str", choices=("encoder", "student_encoder"), nullable=True),
+    "init_from_encoder": Rule("str", choices=("encoder", "student_encoder", "student_posemb"), nullable=True),
     "compile_mode": Rule("str", choices=("default", "reduce-overhead", "max-autotune")),
     "distributed_backend": Rule("str", choices=("nccl", "gloo", "mpi")),
     "feature_cache_stages": Rule("list", items=Rule("str", choices=SPLITS)),
