@@ -186,3 +186,9 @@ class ResumingLoader:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def __getattr__(self, name: str):
+        """The loader's own attributes (a shard loader's ``set_epoch``, a DataLoader's ``batch_size``...)."""
+        if name == "loader":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.loader, name)
