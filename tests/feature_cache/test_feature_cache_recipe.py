@@ -119,11 +119,11 @@ def test_pcm16_audio_is_cached_apart_from_float_audio(corpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_augmentation_with_the_cache_is_refused_at_start_up(tmp_path):
+def test_augmentation_with_the_cache_is_refused_at_start_up(small_corpus, tmp_path):
     out = tmp_path / "out"
     result = run_recipe(
-        "train_quantizer.py", "bsq.yaml", tmp_path / "no_corpus", out,
-        "--augment", "True", "--feature_cache", "True", check=False,
+        "train_quantizer.py", "bsq.yaml", small_corpus, out,
+        "--train_split", "[train-clean-100]", "--augment", "True", "--feature_cache", "True", check=False,
     )  # fmt: skip
     assert result.returncode != 0
     assert "feature_cache: True cannot be combined with augment: True" in result.stderr

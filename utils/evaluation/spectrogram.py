@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+import torchaudio
 
 __all__ = ["DYNAMIC_RANGE_DB", "can_draw", "log_mel", "write_mel_images"]
 
@@ -21,12 +23,12 @@ def can_draw() -> bool:
 
 
 def log_mel(path: str | os.PathLike) -> np.ndarray:
-    """(80, frames) mel power spectrogram of a WAV file, in dB."""
-    import librosa
-
+    """(80, frames) mel power spectrogram of a WAV file, in dB (torchaudio's, on librosa's Slaney mel scale:
+    torchaudio is loaded already, librosa takes seconds to import at the end of every run)."""
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    power = librosa.feature.melspectrogram(y=audio.mean(axis=1), sr=rate, **MEL)
-    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
+    mel = torchaudio.transforms.MelSpectrogram(rate, **MEL, mel_scale="slaney", norm="slaney")
+    power = mel(torch.from_numpy(audio.mean(axis=1)))
+    return (10 * torch.log10(power.clamp(min=1e-10))).numpy()
 
 
 def write_mel_images(audios: dict[str, Path], folder: str | os.PathLike, stem: str) -> dict[str, Path]:
