@@ -287,8 +287,11 @@ class DownScale(nn.Module):
             pad = (x.shape[-1] - self.factor) % self.factor
             if pad > 0:
                 x = F.pad(x, (0, pad))
-        # channels-last in memory: the linear layers after it are several times slower on a transposed input
-        return self.activation(self.downscale(x).transpose(1, 2).contiguous()), context
+        y = self.activation(self.downscale(x).transpose(1, 2))
+        # Causal (streaming) models: channels-last in memory, the linear layers after it are several times
+        # slower on a transposed input. The non-causal path keeps upstream's layout, whose GEMMs the original
+        # mode reproduces bit for bit (tests/scripts/test_original_mode.py)
+        return (y.contiguous() if self.causal else y), context
 
 
 class UpScale(nn.Module):
@@ -320,8 +323,8 @@ class UpScale(nn.Module):
             context = _last_frames(prepend_context(x.transpose(1, 2), context, self.factor - 1), self.factor)
         else:
             context = None
-        y = self.upscale(self.activation(x).transpose(1, 2))
-        return y.transpose(1, 2).contiguous(), context  # channels-last in memory, as DownScale
+        y = self.upscale(self.activation(x).transpose(1, 2)).transpose(1, 2)
+        return (y.contiguous() if self.causal else y), context  # memory layout: as DownScale
 
 
 class FocalDownScale(nn.Module):

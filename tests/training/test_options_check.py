@@ -96,7 +96,7 @@ def test_all_problems_are_reported_one_line_each(corpus, tmp_path):
     problems, _ = check_command_line(argv)
     assert problems == [
         "--debug x: a flag: give it alone, or True or False",
-        f"lr: -1 ({overrides}): must be a number > 0",
+        f"lr: -1 ({overrides}): must be a number >= 0",
         "--num_epochs 0: must be an integer >= 1",
         "--lrr: unknown option; did you mean --lr?",
         "--sorting shuffled: must be one of random, ascending, descending",
@@ -141,7 +141,7 @@ def test_paths_and_splits_that_must_exist(corpus, tmp_path):
 
 
 BAD = {
-    "--lr abc": "error: --lr abc: must be a number > 0",
+    "--lr abc": "error: --lr abc: must be a number >= 0",
     "--num_epochs -1": "error: --num_epochs -1: must be an integer >= 1",
     "--lrr 0.1": "error: --lrr: unknown option; did you mean --lr?",
     "--precision fp8": "error: --precision fp8: must be one of fp32, fp16, bf16",

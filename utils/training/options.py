@@ -129,7 +129,6 @@ ZERO_OR_MORE += (
     "prepare_seed",
 )
 POSITIVES = (
-    "lr",
     "power",
     "feature_cache_shard_mb",  # a fraction of a MB too (one utterance per shard, in tests)
     *(f"{split}_{key}" for split in SPLITS for key in ("remove_if_longer", "max_batch_length")),
@@ -143,6 +142,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(POSITIVES, POSITIVE),
     "max_grad_norm": Rule("number", low=0, low_open=True, nullable=True),
     **dict.fromkeys(("weight_decay", "min_duration", "improvement_threshold", "mel_fmin"), NON_NEGATIVE),
+    "lr": NON_NEGATIVE,  # 0 keeps the weights (a fine-tuning check, or only testing a pretrained model)
     **dict.fromkeys(("decay_factor", "annealing_factor"), FACTOR),
     "augment_prob": Rule("number", low=0, high=1),
     **dict.fromkeys(("valid_proportion", "test_proportion"), Rule("number", low=0, high=1, high_open=True)),
