@@ -44,11 +44,35 @@ def test_a_lock_left_by_a_killed_process_does_not_block(holder, tmp_path):
     RunLock(tmp_path / "run").release()  # released: free again
 
 
+FORK = (
+    "import os, sys, time; from utils.training.run_lock import RunLock; "
+    "lock = RunLock(sys.argv[1])\n"
+    "if os.fork() == 0: print(os.getpid(), flush=True)\n"  # the worker, once forked
+    "time.sleep(600)"
+)
+
+
+def test_a_killed_runs_forked_workers_do_not_keep_its_lock(tmp_path):
+    """A DataLoader worker is a fork of the run: killed, the run's lock goes with it, though the worker lives
+    on (a flock belongs to the open file, which the fork shares)."""
+    run = subprocess.Popen(
+        [sys.executable, "-c", FORK, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    worker = int(run.stdout.readline())
+    try:
+        run.kill()
+        run.wait()
+        RunLock(tmp_path).release()  # the worker is still alive: the lock is free all the same
+        os.kill(worker, 0)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+
+
 @pytest.mark.slow
-def test_the_training_script_stops_at_once_on_a_folder_in_use(holder, tmp_path):
+def test_the_training_script_stops_at_once_on_a_folder_in_use(holder, small_corpus, tmp_path):
     start = time.monotonic()
     command = recipe_command(
-        "train_quantizer.py", "bsq.yaml", tmp_path / "no-corpus-needed", tmp_path / "run"
+        "train_quantizer.py", "bsq.yaml", small_corpus, tmp_path / "run", "--train_split", "[train-clean-100]"
     )
     result = subprocess.run(command, cwd=ROOT, env=recipe_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0

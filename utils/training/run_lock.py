@@ -3,7 +3,9 @@
 The lock is an advisory ``flock`` on ``<output_folder>/.run.lock``, held by the main process of a run for
 as long as it lives (its DDP ranks are the same run and take no lock). The operating system releases it
 when the process ends, however it ends (``kill -9`` included), so a lock left by a killed run never blocks
-the next one. The file records who holds it, for the message the second process prints.
+the next one. A forked child (a DataLoader worker) closes its copy of the descriptor at once: a ``flock``
+belongs to the open file, and the workers of a killed run live on for seconds. The file records who holds
+it, for the message the second process prints.
 """
 
 import fcntl
@@ -12,11 +14,23 @@ import os
 import socket
 import sys
 import time
+import weakref
 from pathlib import Path
 
 __all__ = ["LOCK_FILE", "RunLock", "RunLockedError"]
 
 LOCK_FILE = ".run.lock"
+_HELD: "weakref.WeakSet[RunLock]" = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    """After a fork, in the child: close its copies of the held locks' files (closing, unlike unlocking,
+    leaves the parent's lock in place)."""
+    for lock in list(_HELD):
+        lock._file.close()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 class RunLockedError(RuntimeError):
@@ -59,6 +73,7 @@ class RunLock:
         }
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        _HELD.add(self)
 
     def _holder(self) -> str:
         """The holder as recorded in the lock file (read without the lock: best effort)."""
@@ -72,6 +87,7 @@ class RunLock:
 
     def release(self) -> None:
         """Give the lock up (also done by the operating system when the process ends)."""
+        _HELD.discard(self)
         if not self._file.closed:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
