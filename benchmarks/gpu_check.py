@@ -81,6 +81,8 @@ def run(name: str, command: list[str], work: Path) -> dict:
 
 def training_checks(args: argparse.Namespace, corpus: Path, work: Path) -> list[dict]:
     precisions = ["fp32", "bf16", "fp16"] if args.device.startswith("cuda") else ["fp32", "bf16"]
+    if args.quick and not args.device.startswith("cuda"):
+        precisions = ["fp32"]  # a smoke run of the check itself (bf16 on the CPU has its own test)
     results = []
     for stage, (script, hparams) in STAGES.items():
         for precision in precisions:
