@@ -418,8 +418,23 @@ def _check_left_contexts(left_contexts: list[LeftContext] | None, num_layers: in
         raise ValueError(f"expected {num_layers} left contexts, got {len(left_contexts)}")
 
 
+class _StoredHidden:
+    """The stored hidden states of a stack of focal layers (``self.layers``), upstream's inspection API."""
+
+    @property
+    def gates(self) -> list[torch.Tensor]:
+        """Per layer, the gates (B, focal_level + 1, T) of its last forward (upstream's; NaN unless the
+        layer's ``focal_block.modulation.store_hidden`` is set)."""
+        return [layer.focal_block.modulation.gates for layer in self.layers]
+
+    @property
+    def modulators(self) -> list[torch.Tensor]:
+        """Per layer, the modulator (B, C, T) of its last forward (see :attr:`gates`)."""
+        return [layer.focal_block.modulation.modulator for layer in self.layers]
+
+
 @remembers_config
-class FocalEncoder(nn.Module):
+class FocalEncoder(_StoredHidden, nn.Module):
     """FocalCodec compressor: features (B, T, input_dim) -> latents (B, T', output_dim), not normalised.
 
     ``T' = ceil(T / prod(downscale_factors))`` for factors of 1 and 2.
@@ -486,17 +501,6 @@ class FocalEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(hidden_dims[-1], output_dim)
 
-    @property
-    def gates(self) -> list[torch.Tensor]:
-        """Per layer, the gates (B, focal_level + 1, T) of its last forward (upstream's; NaN unless the
-        layer's ``focal_block.modulation.store_hidden`` is set)."""
-        return [layer.focal_block.modulation.gates for layer in self.layers]
-
-    @property
-    def modulators(self) -> list[torch.Tensor]:
-        """Per layer, the modulator (B, C, T) of its last forward (see :attr:`gates`)."""
-        return [layer.focal_block.modulation.modulator for layer in self.layers]
-
     def forward(
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
     ) -> tuple[torch.Tensor, list[LeftContext]]:
@@ -512,7 +516,7 @@ class FocalEncoder(nn.Module):
 
 
 @remembers_config
-class FocalDecoder(nn.Module):
+class FocalDecoder(_StoredHidden, nn.Module):
     """FocalCodec decompressor: codes (B, T', input_dim) -> features (B, T' * upsample_factor, output_dim).
 
     In causal mode with ``lookahead_size > 0`` a ``ChunkFeedForward`` refiner over chunks of
@@ -589,17 +593,6 @@ class FocalDecoder(nn.Module):
             if causal and lookahead_size > 0
             else nn.Identity()
         )
-
-    @property
-    def gates(self) -> list[torch.Tensor]:
-        """Per layer, the gates (B, focal_level + 1, T) of its last forward (upstream's; NaN unless the
-        layer's ``focal_block.modulation.store_hidden`` is set)."""
-        return [layer.focal_block.modulation.gates for layer in self.layers]
-
-    @property
-    def modulators(self) -> list[torch.Tensor]:
-        """Per layer, the modulator (B, C, T) of its last forward (see :attr:`gates`)."""
-        return [layer.focal_block.modulation.modulator for layer in self.layers]
 
     def forward(
         self, input: torch.Tensor, left_contexts: list[LeftContext] | None = None
