@@ -39,6 +39,7 @@ __all__ = [
     "load_torch_hub",
     "mean_or_nan",
     "package_id",
+    "paired_items",
     "prepare_items",
 ]
 
@@ -237,6 +238,17 @@ def check_pair(hyp: torch.Tensor, ref: torch.Tensor) -> None:
         )
 
 
+def paired_items(
+    hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor | None, sample_rate: int
+) -> list[torch.Tensor]:
+    """The items of a checked hyp/ref pair of ``(B, N)`` batches sharing ``lens``, prepared in one pass
+    (:func:`prepare_items`): the ``B`` hypotheses, then the ``B`` references."""
+    check_pair(hyp, ref)
+    return prepare_items(
+        torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), sample_rate
+    )
+
+
 def mean_or_nan(values) -> float:
     """The mean of the defined ``values`` (a NaN is an undefined score, e.g. PESQ of a clip without speech,
     and is left out); NaN when there are none (a metric that has scored nothing yet)."""
@@ -374,10 +386,7 @@ class PairScores(UtteranceScores):
         self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor | None = None
     ) -> None:
         """Score a batch: ``hyp``/``ref`` (B, N) at ``sample_rate``; ``lens`` (B,) relative or None."""
-        check_pair(hyp, ref)
-        items = prepare_items(
-            torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), self.sample_rate
-        )
+        items = paired_items(hyp, ref, lens, self.sample_rate)
         score = self.loader.get()
         for hyp_item, ref_item in zip(items[: len(ids)], items[len(ids) :], strict=True):
             self.scores.append(score(hyp_item.double().cpu().numpy(), ref_item.double().cpu().numpy()))

@@ -36,9 +36,8 @@ from utils.metrics.common import (
     LazyModel,
     ModelMetric,
     UtteranceScore,
-    check_pair,
     load_hf_pretrained,
-    prepare_items,
+    paired_items,
 )
 
 __all__ = ["CHARACTER_LANGUAGES", "DWER", "WHISPER_SOURCE", "ErrorCounts", "error_counts"]
@@ -204,10 +203,7 @@ class DWER(ModelMetric):
         ref : (B, N) reference signals at ``sample_rate``.
         lens : (B,) relative lengths (shared by hyp and ref), or None when nothing is padded.
         """
-        check_pair(hyp, ref)
-        items = prepare_items(
-            torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), self.sample_rate
-        )
+        items = paired_items(hyp, ref, lens, self.sample_rate)
         texts = self.transcribe(items, hyp.device)
         self.add_transcripts(ids, texts[: len(ids)], texts[len(ids) :])
 

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from utils.metrics.common import (
     LazyModel,
     UtteranceScores,
-    check_pair,
     group_by_length,
     load_hf_pretrained,
-    prepare_items,
+    paired_items,
 )
 
 __all__ = ["MIN_SAMPLES", "SV_SOURCE", "SpeakerSimilarity"]
@@ -95,10 +94,7 @@ class SpeakerSimilarity(UtteranceScores):
         self, ids: list[str], hyp: torch.Tensor, ref: torch.Tensor, lens: torch.Tensor | None = None
     ) -> None:
         """Score a batch: ``hyp``/``ref`` (B, N) at ``sample_rate``; ``lens`` (B,) relative or None."""
-        check_pair(hyp, ref)
-        items = prepare_items(
-            torch.cat([hyp, ref]), None if lens is None else torch.cat([lens, lens]), self.sample_rate
-        )
+        items = paired_items(hyp, ref, lens, self.sample_rate)
         embeddings = self.embed(items, hyp.device)
         hyp_emb, ref_emb = embeddings[: len(ids)], embeddings[len(ids) :]
         self.scores.extend(F.cosine_similarity(hyp_emb, ref_emb, dim=-1).tolist())
